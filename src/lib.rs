@@ -1,0 +1,30 @@
+//! hopguard: a token-security filter for service meshes.
+//!
+//! The crate is a pure core that decides, plus a thin proxy-wasm shell (`shell`, built
+//! only for wasm32) that reads what the core asks for and applies its answer. The core
+//! never imports `proxy_wasm` and runs under host `cargo test`.
+//!
+//! Request path: [`request`] -> [`extractor`] -> [`verifier`] ([`token`], [`key`],
+//! [`jwks`], [`algorithm`], [`ecdsa`]) -> [`decision`] -> [`response`] / [`claims`],
+//! with every refusal named by one [`reason::Reason`] and reported by [`telemetry`].
+//! Configuration: [`config`], parsed once with JSON paths in its errors.
+
+pub mod algorithm;
+pub mod b64;
+pub mod claims;
+pub mod config;
+pub mod decision;
+pub mod ecdsa;
+pub mod extractor;
+pub mod json;
+pub mod jwks;
+pub mod key;
+pub mod reason;
+pub mod request;
+pub mod response;
+pub mod telemetry;
+pub mod token;
+pub mod verifier;
+
+#[cfg(target_arch = "wasm32")]
+mod shell;
