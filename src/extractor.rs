@@ -32,7 +32,7 @@ pub struct Candidate {
 /// Every token in the request, in header, parameter, cookie order.
 pub fn extract(locations: &[Location], req: &Request) -> Vec<Candidate> {
     let mut out = Vec::new();
-    // Headers: each value yields at most one token, for the longest matching prefix.
+    // Headers: each element yields at most one token, for the longest matching prefix.
     let mut nth_of: Vec<(&str, usize)> = Vec::new();
     for (name, value) in &req.headers {
         let nth = match nth_of.iter_mut().find(|(n, _)| *n == name) {
@@ -45,25 +45,30 @@ pub fn extract(locations: &[Location], req: &Request) -> Vec<Candidate> {
                 0
             }
         };
-        let best = locations
-            .iter()
-            .enumerate()
-            .filter_map(|(i, l)| match l {
-                Location::Header { name: n, prefix } if n == name => {
-                    strip_prefix_ci(value, prefix).map(|rest| (i, prefix.len(), rest))
-                }
-                _ => None,
-            })
-            .max_by_key(|(_, len, _)| *len);
-        if let Some((location, _, rest)) = best {
-            out.push(Candidate {
-                location,
-                spot: Spot::Header {
-                    name: name.clone(),
-                    nth,
-                },
-                token: rest.trim_matches(|c| c == ' ' || c == '\t').to_owned(),
-            });
+        // Envoy folds repeated header lines into one comma-joined value, and a JWS never
+        // contains a comma: each element is a possible token of its own.
+        for element in value.split(',') {
+            let element = element.trim_start_matches([' ', '\t']);
+            let best = locations
+                .iter()
+                .enumerate()
+                .filter_map(|(i, l)| match l {
+                    Location::Header { name: n, prefix } if n == name => {
+                        strip_prefix_ci(element, prefix).map(|rest| (i, prefix.len(), rest))
+                    }
+                    _ => None,
+                })
+                .max_by_key(|(_, len, _)| *len);
+            if let Some((location, _, rest)) = best {
+                out.push(Candidate {
+                    location,
+                    spot: Spot::Header {
+                        name: name.clone(),
+                        nth,
+                    },
+                    token: rest.trim_matches(|c| c == ' ' || c == '\t').to_owned(),
+                });
+            }
         }
     }
     // Query parameters.
@@ -272,6 +277,10 @@ mod tests {
         assert_eq!(toks, ["h", "t", "p.q", "c"]);
         let two_headers = req(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
         assert_eq!(extract(&locs(), &two_headers).len(), 2);
+        let folded = req(&[("authorization", "Bearer a,Bearer b")]);
+        assert_eq!(extract(&locs(), &folded).len(), 2, "Envoy's folded duplicate headers");
+        let mixed = req(&[("authorization", "Bearer a, Basic b")]);
+        assert_eq!(extract(&locs(), &mixed).len(), 1);
         let two_params = req(&[(":path", "/?access_token=a&access_token=a")]);
         assert_eq!(extract(&locs(), &two_params).len(), 2);
     }
