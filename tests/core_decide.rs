@@ -392,3 +392,15 @@ fn key_sizes_are_enforced_at_configure_time() {
         "$.providers[0].jwks.keys[0].alg"
     );
 }
+
+#[test]
+fn an_unconfigured_filter_refuses_everything() {
+    let t = signer("ES256").token(&good_claims());
+    let d = hopguard::decision::unconfigured(&bearer(&t));
+    assert_eq!(reason_of(&d), Some(Reason::ConfigInvalid));
+    let Verdict::Deny(denial) = d.verdict else {
+        unreachable!()
+    };
+    assert_eq!(denial.status, 503);
+    assert!(!denial.headers.iter().any(|(n, _)| n == "www-authenticate"));
+}

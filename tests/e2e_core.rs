@@ -553,3 +553,81 @@ fn raw_request(port: u16, bytes: &[u8]) -> String {
     let _ = s.take(1 << 20).read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Every row of the README's "Where hopguard and Envoy's jwt_authn differ" table,
+/// checked against the native filter in the same Envoy.
+#[test]
+fn where_hopguard_is_stricter_than_native_on_purpose() {
+    let w = world();
+    let es = w.signer("ES256");
+    let status = |listener: &str, t: &str| w.bearer(listener, t).status;
+
+    // RFC 7515 4.1.11: crit must be understood.
+    let crit = es.sign(
+        &json!({"alg": "ES256", "kid": "k-ES256", "crit": ["exp"], "exp": 1}),
+        &w.claims(),
+    );
+    assert_eq!((status("native", &crit), status("hg", &crit)), (200, 401));
+    // RFC 8725 3.11 / RFC 9449: a DPoP proof is not an access token.
+    let dpop = es.sign(
+        &json!({"alg": "ES256", "kid": "k-ES256", "typ": "dpop+jwt"}),
+        &w.claims(),
+    );
+    assert_eq!((status("native", &dpop), status("hg", &dpop)), (200, 401));
+    // Claims of an unverified token mean nothing: bad signature + wrong audience.
+    let mut c = w.claims();
+    c["aud"] = json!("billing");
+    let forged = Signer::new("ES256", "stranger").sign(&json!({"alg": "ES256", "kid": "k-ES256"}), &c);
+    assert_eq!((status("native", &forged), status("hg", &forged)), (403, 401));
+    let r = w.bearer("hg", &forged);
+    assert_eq!(problem(&r)["reason"], "signature_invalid");
+    // The realm: Envoy echoes the request URL, hopguard its configured realm.
+    let n = w.get("native", "/private/path?q=1", &[("authorization", "Bearer a.b.c")]);
+    assert!(n.header("www-authenticate").unwrap().contains("/private/path"), "{n:?}");
+    let h = w.get("hg", "/private/path?q=1", &[("authorization", "Bearer a.b.c")]);
+    assert!(h
+        .header("www-authenticate")
+        .unwrap()
+        .starts_with("Bearer realm=\"orders-api\""));
+    // Envoy's body is text; hopguard's an RFC 9457 problem.
+    assert!(!n.header("content-type").unwrap_or("").contains("problem"));
+    assert_eq!(problem(&h)["status"], 401);
+    // Two tokens: Envoy picks one; hopguard refuses.
+    let t = es.token(&w.claims());
+    let two = [
+        ("authorization", format!("Bearer {t}")),
+        ("cookie", format!("session={t}")),
+    ];
+    let two: Vec<(&str, &str)> = two.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    assert_eq!(w.get("native", "/", &two).status, 200);
+    assert_eq!(w.get("hg", "/", &two).status, 400);
+}
+
+/// Envoy's default accepts tokens without `exp`; hopguard's default refuses them.
+#[test]
+fn expiration_default_differs_from_native_and_is_configurable() {
+    let signer = Signer::new("EdDSA", "e1");
+    let jwks = mint::jwks(&[&signer]);
+    let up = Upstream::start();
+    let mut native = JwtProvider::new("idp", ISS, &jwks.to_string());
+    native.require_expiration = false;
+    let cfg = |extra: Value| {
+        let mut p = json!({"issuer": ISS, "jwks": jwks});
+        for (k, v) in extra.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        hopguard_filter_yaml(&json!({"providers": [p]}).to_string())
+    };
+    let listeners = vec![
+        Listener::new("native").filter(jwt_authn_filter_yaml(&[native], &JwtRequires::Any(vec!["idp".into()]))),
+        Listener::new("hg").filter(cfg(json!({}))),
+        Listener::new("hg_lenient").filter(cfg(json!({"requireExpiration": false}))),
+    ];
+    let envoy = Envoy::start(&bootstrap_yaml(&listeners, up.port()), 1);
+    let t = signer.token(&json!({"iss": ISS, "sub": "a"}));
+    let get = |l: &str| http::request(envoy.port(l), "GET", "/", &[("authorization", &format!("Bearer {t}"))]);
+    assert_eq!(get("native").status, 200);
+    let r = get("hg");
+    assert_eq!((r.status, r.json()["reason"].as_str()), (401, Some("exp_missing")));
+    assert_eq!(get("hg_lenient").status, 200);
+}
