@@ -8,6 +8,8 @@ use crate::algorithm::{Alg, AlgName, AlgSet};
 use crate::json;
 use crate::jwks::JwkSet;
 use crate::key::Key;
+use crate::remote::Target;
+use crate::revocation::RevocationList;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -97,6 +99,54 @@ pub struct Provider {
     pub clock_skew_seconds: u64,
     pub max_lifetime_seconds: Option<u64>,
     pub require_expiration: bool,
+    /// Keys fetched from the identity provider (`jwksUri` or OIDC discovery); `keys`
+    /// is then empty and the live keys come from the worker's snapshot.
+    pub remote: Option<RemoteKeys>,
+}
+
+/// Where and how a provider's keys are fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteKeys {
+    /// Either the JWKS itself (`jwksUri`) or the OIDC discovery document.
+    pub source: KeySource,
+    /// Refresh period without `Cache-Control: max-age`.
+    pub cache_ms: u64,
+    pub timeout_ms: u64,
+    /// Past this age the keys are not used: requests get `keys_unavailable` (503).
+    pub max_stale_ms: u64,
+    /// How long a request waits for the first keys, or for an unknown-`kid` refetch.
+    pub wait_ms: u64,
+    /// At most one unknown-`kid` refetch per this interval.
+    pub refetch_interval_ms: u64,
+    /// Stable id of the source, shared by every worker and config that uses it.
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    Jwks(Target),
+    /// `{issuer}/.well-known/openid-configuration`, then its `jwks_uri` (same cluster).
+    Discovery(Target),
+}
+
+/// Deny-lists: inline, and optionally a remote list polled with `ETag`.
+#[derive(Debug, Clone, Default)]
+pub struct Revocation {
+    pub inline: RevocationList,
+    pub remote: Option<RemoteRevocation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteRevocation {
+    pub target: Target,
+    pub poll_ms: u64,
+    pub timeout_ms: u64,
+    /// When the list is older than `max_stale_ms`: refuse tokens (true) or keep using
+    /// the last good list (false).
+    pub fail_closed: bool,
+    pub max_stale_ms: u64,
+    pub wait_ms: u64,
+    pub id: String,
 }
 
 /// The whole, validated configuration.
@@ -108,6 +158,7 @@ pub struct Config {
     pub requirement: Requirement,
     pub realm: String,
     pub max_token_bytes: usize,
+    pub revocation: Revocation,
     /// Non-fatal notes from parsing (e.g. JWKs skipped), for the shell to log.
     pub notes: Vec<String>,
 }
@@ -150,7 +201,11 @@ impl Config {
     }
 
     pub fn from_value(v: &Value) -> Result<Config, ConfigError> {
-        let mut top = Fields::new(v, "$", &["providers", "requirement", "realm", "maxTokenBytes"])?;
+        let mut top = Fields::new(
+            v,
+            "$",
+            &["providers", "requirement", "realm", "maxTokenBytes", "revocation"],
+        )?;
         let requirement = match top.opt_str("requirement")? {
             None | Some("required") => Requirement::Required,
             Some("allowMissing") => Requirement::AllowMissing,
@@ -175,6 +230,10 @@ impl Config {
         let max_token_bytes = top
             .opt_u64_in("maxTokenBytes", MIN_MAX_TOKEN_BYTES, MAX_MAX_TOKEN_BYTES)?
             .unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
+        let revocation = match top.opt("revocation") {
+            None => Revocation::default(),
+            Some(r) => parse_revocation(r, "$.revocation")?,
+        };
         let list = top.req_array("providers")?;
         if list.is_empty() {
             return Err(ConfigError::new("$.providers", "at least one provider is required"));
@@ -185,6 +244,7 @@ impl Config {
             requirement,
             realm,
             max_token_bytes: usize::try_from(max_token_bytes).unwrap_or(usize::MAX),
+            revocation,
             notes: Vec::new(),
         };
         for (i, p) in list.iter().enumerate() {
@@ -240,6 +300,13 @@ fn parse_provider(
             "clockSkewSeconds",
             "maxLifetimeSeconds",
             "requireExpiration",
+            "jwksUri",
+            "cluster",
+            "cacheDurationSeconds",
+            "fetchTimeoutMs",
+            "maxStalenessSeconds",
+            "keyWaitMs",
+            "unknownKidRefetchSeconds",
         ],
     )?;
     let issuer = f.req_str("issuer")?;
@@ -260,26 +327,10 @@ fn parse_provider(
     };
     let audiences = f.opt_string_list("audiences")?;
 
-    // Keys.
+    // Keys: inline, or fetched (jwksUri, or OIDC discovery from the issuer).
     let jwks_path = format!("{path}.jwks");
-    let jwks_value = match f.opt("jwks") {
-        None => return Err(ConfigError::new(&jwks_path, "required (an inline JWK Set)")),
-        Some(Value::String(s)) => json::parse_strict(s.as_bytes())
-            .map_err(|e| ConfigError::new(&jwks_path, format!("not a valid JWK Set JSON string: {e}")))?,
-        Some(obj @ Value::Object(_)) => obj.clone(),
-        Some(_) => {
-            return Err(ConfigError::new(
-                &jwks_path,
-                "must be a JWK Set object or a JSON string of one",
-            ))
-        }
-    };
-    let set = JwkSet::parse(&jwks_value, &jwks_path)?;
-    if let Some(e) = set.errors.into_iter().next() {
-        return Err(e);
-    }
-    notes.extend(set.skipped.into_iter().map(|s| format!("skipped JWK {s}")));
-
+    let jwks_uri = f.opt_str("jwksUri")?;
+    let cluster = f.opt_str("cluster")?;
     let algorithms = match f.opt("algorithms") {
         None => AlgSet::all(),
         Some(_) => {
@@ -302,13 +353,86 @@ fn parse_provider(
             AlgSet::of(&algs)
         }
     };
-    let keys: Vec<Key> = set.keys;
-    if !keys.iter().any(|k| !k.algs.intersect(algorithms).is_empty()) {
-        return Err(ConfigError::new(
-            &jwks_path,
-            "no usable verification key (for the allowed algorithms) in this JWK Set",
-        ));
-    }
+    let remote_fields = [
+        "cacheDurationSeconds",
+        "fetchTimeoutMs",
+        "maxStalenessSeconds",
+        "keyWaitMs",
+        "unknownKidRefetchSeconds",
+    ];
+    let (keys, remote) = match (f.opt("jwks"), jwks_uri, cluster) {
+        (Some(_), Some(_), _) => return Err(f.err("jwksUri", "give either jwks (inline) or jwksUri, not both")),
+        (Some(_), None, Some(_)) => return Err(f.err("cluster", "only used with jwksUri or OIDC discovery")),
+        (Some(j), None, None) => {
+            if let Some(k) = remote_fields.iter().find(|k| f.opt(k).is_some()) {
+                return Err(f.err(k, "only used with jwksUri or OIDC discovery"));
+            }
+            let jwks_value = match j {
+                Value::String(s) => json::parse_strict(s.as_bytes())
+                    .map_err(|e| ConfigError::new(&jwks_path, format!("not a valid JWK Set JSON string: {e}")))?,
+                obj @ Value::Object(_) => obj.clone(),
+                _ => {
+                    return Err(ConfigError::new(
+                        &jwks_path,
+                        "must be a JWK Set object or a JSON string of one",
+                    ))
+                }
+            };
+            let set = JwkSet::parse(&jwks_value, &jwks_path)?;
+            if let Some(e) = set.errors.into_iter().next() {
+                return Err(e);
+            }
+            notes.extend(set.skipped.into_iter().map(|s| format!("skipped JWK {s}")));
+            if !set.keys.iter().any(|k| !k.algs.intersect(algorithms).is_empty()) {
+                return Err(ConfigError::new(
+                    &jwks_path,
+                    "no usable verification key (for the allowed algorithms) in this JWK Set",
+                ));
+            }
+            (set.keys, None)
+        }
+        (None, _, None) => {
+            return Err(ConfigError::new(
+                &jwks_path,
+                "required: an inline JWK Set, or jwksUri with cluster, or cluster alone for OIDC discovery",
+            ))
+        }
+        (None, uri, Some(cluster)) => {
+            if cluster.is_empty() || cluster.len() > 256 || cluster.bytes().any(|b| b.is_ascii_whitespace()) {
+                return Err(f.err("cluster", "must be an Envoy cluster name"));
+            }
+            let source = match uri {
+                Some(u) => KeySource::Jwks(Target::new(cluster, u).map_err(|e| f.err("jwksUri", e))?),
+                None => {
+                    let doc = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+                    KeySource::Discovery(
+                        Target::new(cluster, &doc)
+                            .map_err(|e| f.err("issuer", format!("OIDC discovery needs an http(s) issuer: {e}")))?,
+                    )
+                }
+            };
+            let cache_ms = f.opt_u64_in("cacheDurationSeconds", 1, 86_400)?.unwrap_or(600) * 1000;
+            let timeout_ms = f.opt_u64_in("fetchTimeoutMs", 100, 60_000)?.unwrap_or(5_000);
+            let max_stale_ms = f.opt_u64_in("maxStalenessSeconds", 60, 30 * 86_400)?.unwrap_or(86_400) * 1000;
+            let wait_ms = f.opt_u64_in("keyWaitMs", 0, 30_000)?.unwrap_or(3_000);
+            let refetch_interval_ms = f.opt_u64_in("unknownKidRefetchSeconds", 1, 3_600)?.unwrap_or(30) * 1000;
+            let id_basis = match &source {
+                KeySource::Jwks(t) => format!("jwks|{cluster}|{}|{}", t.authority, t.path),
+                KeySource::Discovery(t) => format!("oidc|{cluster}|{}|{}|{issuer}", t.authority, t.path),
+            };
+            let id = crate::telemetry::fingerprint(&id_basis);
+            let remote = RemoteKeys {
+                source,
+                cache_ms,
+                timeout_ms,
+                max_stale_ms,
+                wait_ms,
+                refetch_interval_ms,
+                id,
+            };
+            (Vec::new(), Some(remote))
+        }
+    };
 
     // Locations.
     let mut mine = Vec::new();
@@ -414,7 +538,61 @@ fn parse_provider(
         clock_skew_seconds,
         max_lifetime_seconds,
         require_expiration,
+        remote,
     })
+}
+
+fn parse_revocation(v: &Value, path: &str) -> Result<Revocation, ConfigError> {
+    let remote_fields = [
+        "uri",
+        "cluster",
+        "pollIntervalSeconds",
+        "fetchTimeoutMs",
+        "onFailure",
+        "maxStalenessSeconds",
+        "waitMs",
+    ];
+    let inline = RevocationList::from_value_with(v, path, &remote_fields)?;
+    let mut f = Fields::new(
+        v,
+        path,
+        &[&["jtis", "subjects", "fingerprints"][..], &remote_fields[..]].concat(),
+    )?;
+    let remote = match (f.opt_str("uri")?, f.opt_str("cluster")?) {
+        (None, None) => {
+            if let Some(k) = remote_fields.iter().find(|k| f.opt(k).is_some()) {
+                return Err(f.err(k, "only used with uri and cluster"));
+            }
+            None
+        }
+        (Some(_), None) => return Err(f.err("cluster", "required with uri")),
+        (None, Some(_)) => return Err(f.err("uri", "required with cluster")),
+        (Some(uri), Some(cluster)) => {
+            let target = Target::new(cluster, uri).map_err(|e| f.err("uri", e))?;
+            let poll_ms = f.opt_u64_in("pollIntervalSeconds", 1, 86_400)?.unwrap_or(30) * 1000;
+            let timeout_ms = f.opt_u64_in("fetchTimeoutMs", 100, 60_000)?.unwrap_or(5_000);
+            let fail_closed = match f.opt_str("onFailure")? {
+                None | Some("keepLastGood") => false,
+                Some("failClosed") => true,
+                Some(_) => return Err(f.err("onFailure", "must be \"keepLastGood\" or \"failClosed\"")),
+            };
+            let max_stale_ms = f.opt_u64_in("maxStalenessSeconds", 1, 30 * 86_400)?.map(|s| s * 1000);
+            let max_stale_ms = max_stale_ms.unwrap_or(3 * poll_ms + timeout_ms);
+            let wait_ms = f.opt_u64_in("waitMs", 0, 30_000)?.unwrap_or(3_000);
+            let id =
+                crate::telemetry::fingerprint(&format!("revocation|{cluster}|{}|{}", target.authority, target.path));
+            Some(RemoteRevocation {
+                target,
+                poll_ms,
+                timeout_ms,
+                fail_closed,
+                max_stale_ms,
+                wait_ms,
+                id,
+            })
+        }
+    };
+    Ok(Revocation { inline, remote })
 }
 
 /// Output headers must not be reserved, a token location, or written twice by one provider.

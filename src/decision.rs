@@ -10,14 +10,18 @@ use crate::extractor::{self, Candidate};
 use crate::reason::Reason;
 use crate::request::{Mutation, Request};
 use crate::response::{self, Denial};
+use crate::snapshot::{LiveList, Snapshot};
 use crate::telemetry::{self, Record};
-use crate::verifier::{self, Failure};
+use crate::verifier::{self, Failure, Stop, Wait};
 
 /// Let the request through (after the mutations) or answer it locally.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Allow,
     Deny(Denial),
+    /// Pause the request until remote keys or the revocation list arrive, then decide
+    /// again (without waiting a second time).
+    Wait(Wait),
 }
 
 #[derive(Debug, Clone)]
@@ -32,8 +36,14 @@ pub struct Decision {
     pub record: Record,
 }
 
-/// Decides `req` under `cfg` at time `now` (seconds since the epoch).
+/// Decides `req` under `cfg` at time `now` (seconds since the epoch), with inline keys.
 pub fn decide(cfg: &Config, req: &Request, now: u64) -> Decision {
+    decide_live(cfg, &Snapshot::new(cfg), req, now, false)
+}
+
+/// Decides with the worker's live keys and revocation list. `may_wait`: the request
+/// has not waited yet, so missing remote keys answer [`Verdict::Wait`].
+pub fn decide_live(cfg: &Config, snap: &Snapshot, req: &Request, now: u64, may_wait: bool) -> Decision {
     let mut record = Record {
         request_id: request_id(req),
         ..Record::default()
@@ -71,14 +81,49 @@ pub fn decide(cfg: &Config, req: &Request, now: u64) -> Decision {
     record.fingerprint = Some(telemetry::fingerprint(&one.token));
     record.location = cfg.locations.get(one.location).map(|l| l.describe());
 
-    let verified = match verifier::verify(cfg, one.location, &one.token, now) {
+    let verified = match verifier::verify_live(cfg, snap, one.location, &one.token, now, may_wait) {
         Ok(v) => v,
-        Err(f) => return fail(cfg, req, f, &[one], mutations, record),
+        Err(Stop::Wait(w)) => return wait(w, mutations, record),
+        Err(Stop::Fail(f)) => return fail(cfg, req, f, &[one], mutations, record),
     };
     let Some(provider) = cfg.providers.get(verified.provider) else {
         return deny(cfg, Failure::from(Reason::ConfigInvalid), record);
     };
     let claims = &verified.jws.claims;
+    // Revocation: inline and remote lists, by jti, sub and the token's hash.
+    let jti = claims.get("jti").and_then(|v| v.as_str());
+    let sub = claims.get("sub").and_then(|v| v.as_str());
+    let hash = telemetry::token_hash(&one.token);
+    let remote_list = match (&snap.revocation, &cfg.revocation.remote) {
+        (LiveList::Ready { list, stale }, Some(r)) => {
+            if *stale && r.fail_closed {
+                let f = Failure {
+                    reason: Reason::RevocationUnavailable,
+                    provider: Some(verified.provider),
+                };
+                return fail(cfg, req, f, &[one], mutations, record);
+            }
+            Some(list)
+        }
+        // Before the first list arrives, every request waits for it (a revoked token must
+        // not slip through at startup); after the wait only failClosed refuses.
+        (LiveList::Pending, Some(_)) if may_wait => return wait(Wait::RevocationList, mutations, record),
+        (LiveList::Pending, Some(r)) if r.fail_closed => {
+            let f = Failure {
+                reason: Reason::RevocationUnavailable,
+                provider: Some(verified.provider),
+            };
+            return fail(cfg, req, f, &[one], mutations, record);
+        }
+        _ => None,
+    };
+    if cfg.revocation.inline.revokes(jti, sub, &hash) || remote_list.is_some_and(|l| l.revokes(jti, sub, &hash)) {
+        let f = Failure {
+            reason: Reason::TokenRevoked,
+            provider: Some(verified.provider),
+        };
+        return fail(cfg, req, f, &[one], mutations, record);
+    }
     record.provider = Some(provider.name.clone());
     record.kid = verified.jws.kid.clone();
     record.subject = claims.get("sub").and_then(|v| v.as_str()).map(str::to_owned);
@@ -100,6 +145,20 @@ pub fn decide(cfg: &Config, req: &Request, now: u64) -> Decision {
         verdict: Verdict::Allow,
         reason: None,
         provider: Some(verified.provider),
+        mutations,
+        record,
+    }
+}
+
+fn wait(w: Wait, mutations: Vec<Mutation>, mut record: Record) -> Decision {
+    record.decision = "wait";
+    Decision {
+        verdict: Verdict::Wait(w),
+        reason: None,
+        provider: match w {
+            Wait::FirstKeys { provider } | Wait::UnknownKid { provider } => Some(provider),
+            Wait::RevocationList => None,
+        },
         mutations,
         record,
     }

@@ -68,6 +68,13 @@ pub enum Reason {
     LifetimeTooLong,
     /// The token's `aud` has none of the provider's audiences.
     AudienceMismatch,
+    /// The token is on a revocation list (by `jti`, `sub` or fingerprint).
+    TokenRevoked,
+    /// The issuer's keys are not available: never fetched within the wait, or older
+    /// than `maxStalenessSeconds`. Not the token's fault: 503, not 401.
+    KeysUnavailable,
+    /// The remote revocation list is stale and the config says to fail closed.
+    RevocationUnavailable,
     /// The filter has no valid configuration: it refuses everything (fail closed).
     ConfigInvalid,
 }
@@ -90,7 +97,7 @@ pub struct Spec {
 
 impl Reason {
     /// Every reason, in table order (for metrics definitions, docs and tests).
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 23] = [
         Reason::TokenMissing,
         Reason::TokenAmbiguous,
         Reason::TokenTooLarge,
@@ -110,6 +117,9 @@ impl Reason {
         Reason::TokenNotYetValid,
         Reason::LifetimeTooLong,
         Reason::AudienceMismatch,
+        Reason::TokenRevoked,
+        Reason::KeysUnavailable,
+        Reason::RevocationUnavailable,
         Reason::ConfigInvalid,
     ];
 
@@ -265,6 +275,27 @@ impl Reason {
                 "Audience not allowed",
                 "The token audience does not include this service.",
             ),
+            Reason::TokenRevoked => row(
+                "token_revoked",
+                401,
+                Some(InvalidToken),
+                "Token revoked",
+                "The token has been revoked.",
+            ),
+            Reason::KeysUnavailable => row(
+                "keys_unavailable",
+                503,
+                None,
+                "Signing keys unavailable",
+                "The issuer's signing keys could not be obtained; retry later.",
+            ),
+            Reason::RevocationUnavailable => row(
+                "revocation_unavailable",
+                503,
+                None,
+                "Revocation list unavailable",
+                "The revocation list could not be refreshed and the filter fails closed.",
+            ),
             Reason::ConfigInvalid => row(
                 "config_invalid",
                 503,
@@ -322,7 +353,7 @@ mod tests {
                 Some(BearerError::InvalidToken) => {
                     assert!(s.status == 401 || r == Reason::AudienceMismatch)
                 }
-                None => assert!(r == Reason::TokenMissing || r == Reason::ConfigInvalid),
+                None => assert!(r == Reason::TokenMissing || s.status == 503),
             }
         }
         assert_eq!(Reason::AudienceMismatch.spec().status, 403);

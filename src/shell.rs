@@ -1,31 +1,237 @@
 //! The proxy-wasm shell: reads what the core needs from Envoy, applies the core's
-//! answer. No decisions are made here.
+//! answer, and runs the remote fetches the core's configuration asks for. No token or
+//! policy decision is made here.
+//!
+//! Remote sources (JWKS, OIDC discovery, revocation lists) are fetched once per Envoy
+//! process, not once per worker: every worker's root context ticks, reads the
+//! source's [`SourceState`] from proxy-wasm shared data, and only the worker that wins
+//! the lease (a compare-and-swap on that state) dispatches the HTTP call. The document
+//! goes to shared data with a new version; every worker re-reads and re-parses it only
+//! when the version changes.
+//!
+//! Requests that must wait (first keys, an unknown `kid`, a fail-closed revocation
+//! list not yet fetched) are paused and decided again, without waiting twice, when the
+//! version changes or their wait runs out.
+//!
+//! SDK trait helpers `unwrap` host errors and the String header getters panic on
+//! non-UTF-8 bytes, so this file calls `hostcalls` directly and handles every error.
+//! No `RefCell` borrow is held across a host call that may re-enter the module.
 
-use crate::config::Config;
+use crate::config::{Config, KeySource};
 use crate::decision::{self, Decision, Verdict};
+use crate::jwks::JwkSet;
+use crate::remote::{self, Fetched, Target, MAX_BODY_BYTES};
 use crate::request::{Mutation, Request};
+use crate::revocation::RevocationList;
+use crate::schedule::{self, SourceState};
+use crate::snapshot::{LiveKeys, LiveList, Snapshot};
+use crate::verifier::Wait;
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+const TICK: Duration = Duration::from_millis(100);
+/// Attempts at a compare-and-swap update of shared state before giving up this tick.
+const CAS_ATTEMPTS: usize = 8;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
     std::panic::set_hook(Box::new(|info| {
-        let _ = proxy_wasm::hostcalls::log(LogLevel::Critical, &format!("hopguard: panic: {info}"));
+        let _ = hostcalls::log(LogLevel::Critical, &format!("hopguard: panic: {info}"));
     }));
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { worker: Rc::new(RefCell::new(Worker::new())) })
+    });
 }}
 
-struct Root {
-    config: Option<Rc<Config>>,
+fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-impl Context for Root {}
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    match getrandom::getrandom(&mut b) {
+        Ok(()) => u64::from_le_bytes(b),
+        Err(_) => now_ms().wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    }
+}
+
+/// A remote source of this configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Source {
+    Keys(usize),
+    Revocation,
+}
+
+struct Waiter {
+    context_id: u32,
+    wait: Wait,
+    since_ms: u64,
+    deadline_ms: u64,
+    version_at_start: u64,
+}
+
+/// One worker's (one Wasm VM's) state, shared by its root and HTTP contexts.
+struct Worker {
+    me: u64,
+    config: Option<Rc<Config>>,
+    snapshot: Snapshot,
+    /// Document version last loaded, per source.
+    loaded: HashMap<Source, u64>,
+    waiting: Vec<Waiter>,
+    /// HTTP call token -> source (and whether it is the discovery step).
+    inflight: HashMap<u32, (Source, bool)>,
+}
+
+impl Worker {
+    fn new() -> Worker {
+        Worker {
+            me: random_u64() | 1,
+            config: None,
+            snapshot: Snapshot {
+                keys: Vec::new(),
+                revocation: LiveList::None,
+            },
+            loaded: HashMap::new(),
+            waiting: Vec::new(),
+            inflight: HashMap::new(),
+        }
+    }
+}
+
+fn sources(cfg: &Config) -> Vec<Source> {
+    let mut out: Vec<Source> = cfg
+        .providers
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.remote.is_some())
+        .map(|(i, _)| Source::Keys(i))
+        .collect();
+    if cfg.revocation.remote.is_some() {
+        out.push(Source::Revocation);
+    }
+    out
+}
+
+/// Shared-data keys, and timing, of a source.
+struct SourceInfo {
+    id: String,
+    timeout_ms: u64,
+    refresh_ms: u64,
+    max_stale_ms: u64,
+}
+
+fn info(cfg: &Config, src: Source) -> Option<SourceInfo> {
+    match src {
+        Source::Keys(i) => cfg.providers.get(i)?.remote.as_ref().map(|r| SourceInfo {
+            id: r.id.clone(),
+            timeout_ms: r.timeout_ms,
+            refresh_ms: r.cache_ms,
+            max_stale_ms: r.max_stale_ms,
+        }),
+        Source::Revocation => cfg.revocation.remote.as_ref().map(|r| SourceInfo {
+            id: r.id.clone(),
+            timeout_ms: r.timeout_ms,
+            refresh_ms: r.poll_ms,
+            max_stale_ms: r.max_stale_ms,
+        }),
+    }
+}
+
+fn state_key(id: &str) -> String {
+    format!("hopguard.source.{id}.state")
+}
+
+fn doc_key(id: &str) -> String {
+    format!("hopguard.source.{id}.doc")
+}
+
+fn read_state(id: &str) -> (SourceState, Option<u32>) {
+    match hostcalls::get_shared_data(&state_key(id)) {
+        Ok((Some(bytes), cas)) => (SourceState::decode(&bytes).unwrap_or_default(), cas),
+        _ => (SourceState::default(), None),
+    }
+}
+
+/// Applies `edit` to the shared state with compare-and-swap; returns the state written,
+/// or `None` if `edit` declined or every attempt lost the race.
+fn update_state(id: &str, mut edit: impl FnMut(&mut SourceState) -> bool) -> Option<SourceState> {
+    for _ in 0..CAS_ATTEMPTS {
+        let (mut state, cas) = read_state(id);
+        if !edit(&mut state) {
+            return None;
+        }
+        // A missing key has no CAS; writing with cas 0 creates it only if still absent.
+        let cas = Some(cas.unwrap_or(0));
+        match hostcalls::set_shared_data(&state_key(id), Some(&state.encode()), cas) {
+            Ok(()) => return Some(state),
+            Err(_) => continue,
+        }
+    }
+    None
+}
+
+struct Root {
+    worker: Rc<RefCell<Worker>>,
+}
+
+/// A fetch's result: the new document (none for 304), its `max-age` and `ETag`; or why
+/// it is unusable.
+type FetchOutcome = Result<(Option<Vec<u8>>, Option<u64>, Option<String>), String>;
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        let (cfg, source) = {
+            let Ok(mut w) = self.worker.try_borrow_mut() else {
+                return;
+            };
+            let Some(cfg) = w.config.clone() else { return };
+            let Some(source) = w.inflight.remove(&token) else {
+                return;
+            };
+            (cfg, source)
+        };
+        let headers: Vec<(String, String)> = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
+            .collect();
+        let status = headers
+            .iter()
+            .find(|(n, _)| n == ":status")
+            .and_then(|(_, v)| v.parse::<u16>().ok())
+            .unwrap_or(0);
+        let body = if body_size > MAX_BODY_BYTES {
+            None
+        } else {
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .ok()
+                .flatten()
+        };
+        let body = body.unwrap_or_default();
+        let oversized = body_size > MAX_BODY_BYTES;
+        self.finish_fetch(&cfg, source, status, &headers, &body, oversized);
+        self.pump(&cfg);
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let Ok(mut w) = self.worker.try_borrow_mut() else {
+            return false;
+        };
         match Config::parse(&bytes) {
             Ok(cfg) => {
                 for note in &cfg.notes {
@@ -36,20 +242,38 @@ impl RootContext for Root {
                     cfg.providers.len(),
                     cfg.requirement
                 );
-                self.config = Some(Rc::new(cfg));
+                let remote = !sources(&cfg).is_empty();
+                w.snapshot = Snapshot::new(&cfg);
+                w.loaded.clear();
+                w.config = Some(Rc::new(cfg));
+                drop(w);
+                if remote {
+                    let _ = hostcalls::set_tick_period(TICK);
+                }
                 true
             }
             Err(e) => {
                 log::error!("hopguard: configuration refused: {e}");
-                self.config = None;
+                w.config = None;
                 false
             }
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn on_tick(&mut self) {
+        let cfg = match self.worker.try_borrow() {
+            Ok(w) => w.config.clone(),
+            Err(_) => None,
+        };
+        if let Some(cfg) = cfg {
+            self.pump(&cfg);
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Http {
-            config: self.config.clone(),
+            context_id,
+            worker: Rc::clone(&self.worker),
         }))
     }
 
@@ -58,56 +282,461 @@ impl RootContext for Root {
     }
 }
 
+impl Root {
+    /// One round: refresh the snapshot from shared data, start due fetches, and decide
+    /// the waiting requests that can be decided now.
+    fn pump(&self, cfg: &Config) {
+        let now = now_ms();
+        for src in sources(cfg) {
+            let Some(si) = info(cfg, src) else { continue };
+            load(&self.worker, cfg, src, &si, now);
+            self.maybe_fetch(cfg, src, &si, now);
+        }
+        self.release_waiters(cfg, now);
+    }
+
+    /// Starts a fetch if one is due and this worker wins the lease.
+    fn maybe_fetch(&self, cfg: &Config, src: Source, si: &SourceInfo, now: u64) {
+        let me = match self.worker.try_borrow() {
+            Ok(w) if !w.inflight.values().any(|(s, _)| *s == src) => w.me,
+            _ => return,
+        };
+        let won = update_state(&si.id, |s| {
+            if !s.due(now) || s.leased(now, me) {
+                return false;
+            }
+            s.take_lease(me, now, si.timeout_ms);
+            true
+        });
+        let Some(state) = won else { return };
+        let (target, discovery) = match fetch_target(cfg, src, &state) {
+            Some(t) => t,
+            None => return,
+        };
+        self.dispatch(cfg, src, si, &target, discovery, state.etag.as_deref(), now);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch(
+        &self,
+        cfg: &Config,
+        src: Source,
+        si: &SourceInfo,
+        target: &Target,
+        discovery: bool,
+        etag: Option<&str>,
+        now: u64,
+    ) {
+        let etag = if src == Source::Revocation { etag } else { None };
+        let headers = target.headers(etag);
+        let refs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        match hostcalls::dispatch_http_call(
+            &target.cluster,
+            refs,
+            None,
+            Vec::new(),
+            Duration::from_millis(si.timeout_ms),
+        ) {
+            Ok(token) => {
+                if let Ok(mut w) = self.worker.try_borrow_mut() {
+                    w.inflight.insert(token, (src, discovery));
+                }
+            }
+            Err(e) => {
+                let msg = format!("cannot call cluster {:?}: {e:?}", target.cluster);
+                log::warn!("hopguard: {} fetch failed: {msg}", describe(cfg, src));
+                let jitter = random_u64();
+                update_state(&si.id, |s| {
+                    s.failed(now, msg.clone(), jitter, si.refresh_ms);
+                    true
+                });
+            }
+        }
+    }
+
+    fn finish_fetch(
+        &self,
+        cfg: &Config,
+        (src, discovery): (Source, bool),
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+        oversized: bool,
+    ) {
+        let Some(si) = info(cfg, src) else { return };
+        let now = now_ms();
+        let outcome: FetchOutcome = if oversized {
+            Err(format!("response larger than {MAX_BODY_BYTES} bytes"))
+        } else if discovery {
+            let issuer = match src {
+                Source::Keys(i) => cfg.providers.get(i).map_or("", |p| p.issuer.as_str()),
+                Source::Revocation => "",
+            };
+            match remote::discovery_response(status, body, issuer) {
+                Ok(uri) => {
+                    // Discovery done: remember the jwks_uri, then fetch it under the same lease.
+                    let state = update_state(&si.id, |s| {
+                        s.discovered_uri = Some(uri.clone());
+                        true
+                    });
+                    if let (Some(state), Some(cluster)) = (state, cluster_of(cfg, src)) {
+                        match Target::new(cluster, &uri) {
+                            Ok(t) => {
+                                self.dispatch(cfg, src, &si, &t, false, state.etag.as_deref(), now);
+                                return;
+                            }
+                            Err(e) => Err(format!("discovered jwks_uri: {e}")),
+                        }
+                    } else {
+                        Err("could not record the discovered jwks_uri".to_owned())
+                    }
+                }
+                Err(e) => Err(format!("OIDC discovery: {e}")),
+            }
+        } else {
+            match src {
+                Source::Keys(_) => remote::jwks_response(status, headers, body).map(|f| match f {
+                    Fetched::Fresh { max_age, .. } => (Some(body.to_vec()), max_age, None),
+                    Fetched::NotModified => (None, None, None),
+                }),
+                Source::Revocation => remote::revocation_response(status, headers, body).map(|f| match f {
+                    Fetched::Fresh { max_age, etag, .. } => (Some(body.to_vec()), max_age, etag),
+                    Fetched::NotModified => (None, None, None),
+                }),
+            }
+        };
+        match outcome {
+            Ok((doc, max_age, etag)) => {
+                let changed = match &doc {
+                    Some(d) => {
+                        let old = hostcalls::get_shared_data(&doc_key(&si.id)).ok().and_then(|(d, _)| d);
+                        let changed = old.as_deref() != Some(d.as_slice());
+                        if changed {
+                            let _ = hostcalls::set_shared_data(&doc_key(&si.id), Some(d), None);
+                        }
+                        changed
+                    }
+                    None => false,
+                };
+                let refresh = schedule::refresh_ms(si.refresh_ms, max_age);
+                update_state(&si.id, |s| {
+                    s.succeeded(now, refresh, changed);
+                    if etag.is_some() {
+                        s.etag = etag.clone();
+                    }
+                    true
+                });
+                log::debug!("hopguard: {} fetched (changed: {changed})", describe(cfg, src));
+            }
+            Err(e) => {
+                log::warn!("hopguard: {} fetch failed: {e}", describe(cfg, src));
+                let jitter = random_u64();
+                let rediscover = matches!(src, Source::Keys(_)) && status == 404;
+                update_state(&si.id, |s| {
+                    s.failed(now, e.clone(), jitter, si.refresh_ms);
+                    if rediscover {
+                        s.discovered_uri = None;
+                    }
+                    true
+                });
+            }
+        }
+    }
+
+    /// Decides again every waiting request whose keys (or list) arrived, whose refetch
+    /// finished, or whose wait ran out.
+    fn release_waiters(&self, cfg: &Config, now: u64) {
+        let ready: Vec<Waiter> = {
+            let Ok(mut w) = self.worker.try_borrow_mut() else {
+                return;
+            };
+            if w.waiting.is_empty() {
+                return;
+            }
+            let waiting = std::mem::take(&mut w.waiting);
+            let (ready, still): (Vec<Waiter>, Vec<Waiter>) = waiting
+                .into_iter()
+                .partition(|x| x.deadline_ms <= now || settled(cfg, x));
+            w.waiting = still;
+            ready
+        };
+        for waiter in ready {
+            if hostcalls::set_effective_context(waiter.context_id).is_err() {
+                continue; // the request is gone
+            }
+            let headers = read_request_headers();
+            let decision = {
+                let Ok(w) = self.worker.try_borrow() else { continue };
+                let now_s = now / 1000;
+                decision::decide_live(cfg, &w.snapshot, &Request::new(headers), now_s, false)
+            };
+            apply(decision, true);
+        }
+    }
+}
+
+/// Loads a new document version from shared data into this worker's snapshot, and
+/// refreshes its staleness.
+fn load(worker: &RefCell<Worker>, cfg: &Config, src: Source, si: &SourceInfo, now: u64) {
+    let (state, _) = read_state(&si.id);
+    let stale = state.age_ms(now).is_some_and(|age| age > si.max_stale_ms);
+    let Ok(mut w) = worker.try_borrow_mut() else {
+        return;
+    };
+    let have = w.loaded.get(&src).copied().unwrap_or(0);
+    if state.version != have && state.version != 0 {
+        let doc = hostcalls::get_shared_data(&doc_key(&si.id)).ok().and_then(|(d, _)| d);
+        if let Some(doc) = doc {
+            match src {
+                Source::Keys(i) => {
+                    if let Some(set) = parse_jwks(&doc) {
+                        if let Some(slot) = w.snapshot.keys.get_mut(i) {
+                            *slot = LiveKeys::Ready {
+                                keys: Arc::new(set.keys),
+                                stale,
+                            };
+                        }
+                        w.loaded.insert(src, state.version);
+                    }
+                }
+                Source::Revocation => {
+                    if let Some(list) = parse_revocation(&doc) {
+                        w.snapshot.revocation = LiveList::Ready {
+                            list: Arc::new(list),
+                            stale,
+                        };
+                        w.loaded.insert(src, state.version);
+                    }
+                }
+            }
+        }
+    }
+    match src {
+        Source::Keys(i) => {
+            if let Some(LiveKeys::Ready { stale: s, .. }) = w.snapshot.keys.get_mut(i) {
+                if *s != stale {
+                    *s = stale;
+                    if stale {
+                        log::error!(
+                            "hopguard: keys of provider {} are older than maxStalenessSeconds: refusing its tokens",
+                            cfg.providers.get(i).map_or("?", |p| p.name.as_str())
+                        );
+                    }
+                }
+            }
+        }
+        Source::Revocation => {
+            if let LiveList::Ready { stale: s, .. } = &mut w.snapshot.revocation {
+                *s = stale;
+            }
+        }
+    }
+}
+
+/// Whether what a waiter waits for has happened.
+fn settled(cfg: &Config, w: &Waiter) -> bool {
+    let src = match w.wait {
+        Wait::FirstKeys { provider } | Wait::UnknownKid { provider } => Source::Keys(provider),
+        Wait::RevocationList => Source::Revocation,
+    };
+    let Some(si) = info(cfg, src) else { return true };
+    let (state, _) = read_state(&si.id);
+    match w.wait {
+        Wait::FirstKeys { .. } | Wait::RevocationList => state.version != 0,
+        Wait::UnknownKid { .. } => {
+            state.version != w.version_at_start || (state.attempted_at_ms >= w.since_ms && !state.refetch_requested)
+        }
+    }
+}
+
+fn fetch_target(cfg: &Config, src: Source, state: &SourceState) -> Option<(Target, bool)> {
+    match src {
+        Source::Keys(i) => {
+            let remote = cfg.providers.get(i)?.remote.as_ref()?;
+            match &remote.source {
+                KeySource::Jwks(t) => Some((t.clone(), false)),
+                KeySource::Discovery(doc) => match &state.discovered_uri {
+                    Some(uri) => Target::new(&doc.cluster, uri).ok().map(|t| (t, false)),
+                    None => Some((doc.clone(), true)),
+                },
+            }
+        }
+        Source::Revocation => cfg.revocation.remote.as_ref().map(|r| (r.target.clone(), false)),
+    }
+}
+
+fn cluster_of(cfg: &Config, src: Source) -> Option<&str> {
+    match src {
+        Source::Keys(i) => match &cfg.providers.get(i)?.remote.as_ref()?.source {
+            KeySource::Jwks(t) | KeySource::Discovery(t) => Some(t.cluster.as_str()),
+        },
+        Source::Revocation => cfg.revocation.remote.as_ref().map(|r| r.target.cluster.as_str()),
+    }
+}
+
+fn describe(cfg: &Config, src: Source) -> String {
+    match src {
+        Source::Keys(i) => format!(
+            "JWKS of provider {}",
+            cfg.providers.get(i).map_or("?", |p| p.name.as_str())
+        ),
+        Source::Revocation => "revocation list".to_owned(),
+    }
+}
+
+fn parse_jwks(doc: &[u8]) -> Option<JwkSet> {
+    let v = crate::json::parse_strict(doc).ok()?;
+    JwkSet::parse(&v, "$").ok().filter(|s| !s.keys.is_empty())
+}
+
+fn parse_revocation(doc: &[u8]) -> Option<RevocationList> {
+    let v = crate::json::parse_strict(doc).ok()?;
+    RevocationList::from_value(&v, "$").ok()
+}
+
+fn read_request_headers() -> Vec<(String, String)> {
+    // The bytes variant: header values may carry obs-text that is not UTF-8.
+    hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
+        .collect()
+}
+
+/// Applies a decision to the current HTTP context. `resume`: the request was paused.
+fn apply(d: Decision, resume: bool) -> Action {
+    let record = d.record.to_json();
+    match d.verdict {
+        Verdict::Allow => {
+            log::debug!("hopguard: decision {record}");
+            for m in &d.mutations {
+                let _ = match m {
+                    Mutation::Remove(name) => hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None),
+                    Mutation::Add(name, value) => hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value),
+                    Mutation::Set(name, value) => {
+                        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+                    }
+                };
+            }
+            if resume {
+                let _ = hostcalls::resume_http_request();
+            }
+            Action::Continue
+        }
+        Verdict::Deny(denial) => {
+            log::info!("hopguard: decision {record}");
+            let headers: Vec<(&str, &str)> = denial.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            let _ = hostcalls::send_http_response(u32::from(denial.status), headers, Some(denial.body.as_bytes()));
+            Action::Pause
+        }
+        // Only a first decision may wait; `on_http_request_headers` handles it.
+        Verdict::Wait(_) => Action::Pause,
+    }
+}
+
 struct Http {
-    config: Option<Rc<Config>>,
+    context_id: u32,
+    worker: Rc<RefCell<Worker>>,
 }
 
 impl Context for Http {}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        // The bytes variant: header values may carry obs-text that is not UTF-8, and the
-        // SDK's String variant would panic on it.
-        let headers = self
-            .get_http_request_headers_bytes()
-            .into_iter()
-            .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
-            .collect();
-        let req = Request::new(headers);
-        let now = self
-            .get_current_time()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let decision = match &self.config {
-            Some(cfg) => decision::decide(cfg, &req, now),
-            None => decision::unconfigured(&req),
+        let req = Request::new(read_request_headers());
+        let now = now_ms();
+        let decision = {
+            let Ok(w) = self.worker.try_borrow() else {
+                return apply(decision::unconfigured(&req), false);
+            };
+            match &w.config {
+                Some(cfg) => decision::decide_live(cfg, &w.snapshot, &req, now / 1000, true),
+                None => decision::unconfigured(&req),
+            }
         };
-        self.apply(decision)
+        if let Verdict::Wait(wait) = decision.verdict {
+            return self.wait(wait, &req, now);
+        }
+        apply(decision, false)
     }
 }
 
 impl Http {
-    fn apply(&self, d: Decision) -> Action {
-        let record = d.record.to_json();
-        match d.verdict {
-            Verdict::Allow => {
-                log::debug!("hopguard: decision {record}");
-                for m in &d.mutations {
-                    match m {
-                        Mutation::Remove(name) => self.set_http_request_header(name, None),
-                        Mutation::Add(name, value) => self.add_http_request_header(name, value),
-                        Mutation::Set(name, value) => self.set_http_request_header(name, Some(value)),
-                    }
+    /// Pauses the request until its keys arrive (or decides at once if an unknown-kid
+    /// refetch is rate-limited).
+    fn wait(&self, wait: Wait, req: &Request, now: u64) -> Action {
+        let Some(cfg) = self.worker.try_borrow().ok().and_then(|w| w.config.clone()) else {
+            return apply(decision::unconfigured(req), false);
+        };
+        let (src, wait_ms) = match wait {
+            Wait::FirstKeys { provider } | Wait::UnknownKid { provider } => (
+                Source::Keys(provider),
+                cfg.providers
+                    .get(provider)
+                    .and_then(|p| p.remote.as_ref())
+                    .map_or(0, |r| r.wait_ms),
+            ),
+            Wait::RevocationList => (
+                Source::Revocation,
+                cfg.revocation.remote.as_ref().map_or(0, |r| r.wait_ms),
+            ),
+        };
+        let Some(si) = info(&cfg, src) else {
+            return self.decide_now(&cfg, req, now);
+        };
+        // Another worker may have fetched already (this worker's tick has not loaded it
+        // yet): load the latest version and decide again before waiting.
+        load(&self.worker, &cfg, src, &si, now);
+        let again = match self.worker.try_borrow() {
+            Ok(w) => decision::decide_live(&cfg, &w.snapshot, req, now / 1000, true),
+            Err(_) => decision::unconfigured(req),
+        };
+        let wait = match again.verdict {
+            Verdict::Wait(w) => w,
+            _ => return apply(again, false),
+        };
+        if let Wait::UnknownKid { provider } = wait {
+            let interval = cfg
+                .providers
+                .get(provider)
+                .and_then(|p| p.remote.as_ref())
+                .map_or(u64::MAX, |r| r.refetch_interval_ms);
+            let granted = update_state(&si.id, |s| {
+                if s.request_refetch(now, interval) {
+                    // Write only when something changed (a new request).
+                    return true;
                 }
-                Action::Continue
-            }
-            Verdict::Deny(denial) => {
-                log::info!("hopguard: decision {record}");
-                let headers: Vec<(&str, &str)> = denial.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-                self.send_http_response(u32::from(denial.status), headers, Some(denial.body.as_bytes()));
-                Action::Pause
+                false
+            })
+            .is_some()
+                || read_state(&si.id).0.refetch_requested;
+            if !granted {
+                return self.decide_now(&cfg, req, now);
             }
         }
+        if wait_ms == 0 {
+            return self.decide_now(&cfg, req, now);
+        }
+        let version_at_start = read_state(&si.id).0.version;
+        if let Ok(mut w) = self.worker.try_borrow_mut() {
+            w.waiting.push(Waiter {
+                context_id: self.context_id,
+                wait,
+                since_ms: now,
+                deadline_ms: now + wait_ms,
+                version_at_start,
+            });
+            Action::Pause
+        } else {
+            self.decide_now(&cfg, req, now)
+        }
+    }
+
+    fn decide_now(&self, cfg: &Config, req: &Request, now: u64) -> Action {
+        let decision = match self.worker.try_borrow() {
+            Ok(w) => decision::decide_live(cfg, &w.snapshot, req, now / 1000, false),
+            Err(_) => decision::unconfigured(req),
+        };
+        apply(decision, false)
     }
 }

@@ -8,7 +8,9 @@
 
 use crate::algorithm::Alg;
 use crate::config::{Config, Provider};
+use crate::key::Key;
 use crate::reason::Reason;
+use crate::snapshot::{LiveKeys, Snapshot};
 use crate::token::{self, Jws};
 use serde_json::{Map, Value};
 
@@ -34,8 +36,57 @@ impl From<Reason> for Failure {
     }
 }
 
-/// Verifies `token`, found at `location` (an index into `cfg.locations`), at time `now`.
+/// Why verification could not finish yet: the provider's remote keys are needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// No keys were fetched yet.
+    FirstKeys { provider: usize },
+    /// The token's `kid` (or `alg`) is unknown: a refetch might bring its key.
+    UnknownKid { provider: usize },
+    /// The remote revocation list (fail-closed) was not fetched yet.
+    RevocationList,
+}
+
+/// Verification stopped: a failure, or a wait for keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Fail(Failure),
+    Wait(Wait),
+}
+
+impl From<Failure> for Stop {
+    fn from(f: Failure) -> Stop {
+        Stop::Fail(f)
+    }
+}
+
+impl From<Reason> for Stop {
+    fn from(r: Reason) -> Stop {
+        Stop::Fail(r.into())
+    }
+}
+
+/// Verifies `token`, found at `location` (an index into `cfg.locations`), at time `now`,
+/// with inline keys only (remote providers count as not fetched, and nothing waits).
 pub fn verify<'t>(cfg: &Config, location: usize, token: &'t str, now: u64) -> Result<Verified<'t>, Failure> {
+    match verify_live(cfg, &Snapshot::new(cfg), location, token, now, false) {
+        Ok(v) => Ok(v),
+        Err(Stop::Fail(f)) => Err(f),
+        Err(Stop::Wait(_)) => Err(Reason::KeysUnavailable.into()),
+    }
+}
+
+/// Verifies with the worker's live keys. With `may_wait`, a remote provider without
+/// keys, or without the token's `kid`, asks the caller to wait for a fetch; without it,
+/// those are `keys_unavailable` and `key_not_found`.
+pub fn verify_live<'t>(
+    cfg: &Config,
+    snap: &Snapshot,
+    location: usize,
+    token: &'t str,
+    now: u64,
+    may_wait: bool,
+) -> Result<Verified<'t>, Stop> {
     if token.len() > cfg.max_token_bytes {
         return Err(Reason::TokenTooLarge.into());
     }
@@ -50,13 +101,31 @@ pub fn verify<'t>(cfg: &Config, location: usize, token: &'t str, now: u64) -> Re
         .iter()
         .enumerate()
         .find(|(_, p)| p.issuer == iss && p.locations.contains(&location))
-        .ok_or(Failure::from(Reason::IssuerUnknown))?;
-    let fail = |reason| Failure {
-        reason,
-        provider: Some(index),
+        .ok_or(Stop::from(Reason::IssuerUnknown))?;
+    let fail = |reason| {
+        Stop::Fail(Failure {
+            reason,
+            provider: Some(index),
+        })
     };
 
-    let key = verify_signature(provider, &jws).map_err(fail)?;
+    let keys: &[Key] = match snap.keys.get(index) {
+        None | Some(LiveKeys::Inline) => &provider.keys,
+        Some(LiveKeys::Pending) if may_wait => return Err(Stop::Wait(Wait::FirstKeys { provider: index })),
+        Some(LiveKeys::Pending) | Some(LiveKeys::Ready { stale: true, .. }) => {
+            return Err(fail(Reason::KeysUnavailable))
+        }
+        Some(LiveKeys::Ready { keys, .. }) => keys,
+    };
+    let key = match verify_signature(provider, keys, &jws) {
+        Ok(k) => k,
+        Err(Reason::KeyNotFound | Reason::AlgorithmNotAllowed)
+            if may_wait && provider.remote.is_some() && provider.algorithms.contains(jws.alg) =>
+        {
+            return Err(Stop::Wait(Wait::UnknownKid { provider: index }))
+        }
+        Err(r) => return Err(fail(r)),
+    };
     check_claims(provider, &jws.claims, now).map_err(fail)?;
     Ok(Verified {
         provider: index,
@@ -65,15 +134,15 @@ pub fn verify<'t>(cfg: &Config, location: usize, token: &'t str, now: u64) -> Re
     })
 }
 
-fn verify_signature(provider: &Provider, jws: &Jws<'_>) -> Result<usize, Reason> {
+fn verify_signature(provider: &Provider, keys: &[Key], jws: &Jws<'_>) -> Result<usize, Reason> {
     let alg: Alg = jws.alg;
-    let usable = |k: &crate::key::Key| k.algs.intersect(provider.algorithms).contains(alg);
-    if !provider.algorithms.contains(alg) || !provider.keys.iter().any(usable) {
+    let usable = |k: &Key| k.algs.intersect(provider.algorithms).contains(alg);
+    if !provider.algorithms.contains(alg) || !keys.iter().any(usable) {
         return Err(Reason::AlgorithmNotAllowed);
     }
     // A key without `kid` is a candidate for any token; a token with `kid` only meets
     // keys with that `kid` (or none).
-    let mut candidates = provider.keys.iter().enumerate().filter(|(_, k)| {
+    let mut candidates = keys.iter().enumerate().filter(|(_, k)| {
         usable(k)
             && match (&jws.kid, &k.kid) {
                 (Some(want), Some(have)) => want == have,

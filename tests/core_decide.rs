@@ -68,6 +68,7 @@ fn reason_of(d: &Decision) -> Option<Reason> {
     match &d.verdict {
         Verdict::Allow => None,
         Verdict::Deny(_) => d.reason,
+        Verdict::Wait(w) => panic!("inline keys never wait: {w:?}"),
     }
 }
 
