@@ -11,16 +11,22 @@
 
 pub mod algorithm;
 pub mod b64;
+pub mod binding;
 pub mod claims;
 pub mod config;
 pub mod decision;
+pub mod dpop;
 pub mod ecdsa;
 pub mod extractor;
 pub mod json;
 pub mod jwks;
 pub mod key;
+pub mod matcher;
+pub mod path_template;
+pub mod policy;
 pub mod reason;
 pub mod remote;
+pub mod replay;
 pub mod request;
 pub mod response;
 pub mod revocation;
