@@ -149,6 +149,51 @@ pub struct RemoteRevocation {
     pub id: String,
 }
 
+/// What the leak guard does with credentials found outside the token locations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeakGuard {
+    Off,
+    /// Count them (the default).
+    Count,
+    /// Count and remove them before the request goes upstream.
+    Strip,
+}
+
+/// Log level of decision records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RecordLevel {
+    Off,
+    Debug,
+    Info,
+    Warn,
+}
+
+/// Telemetry settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Telemetry {
+    /// Level of the decision record of allowed requests.
+    pub allow_log: RecordLevel,
+    /// Level of the decision record of refused (or dry-run-refused, or failed) requests.
+    pub deny_log: RecordLevel,
+    /// Fraction of allowed requests whose record is logged (refusals are always logged).
+    pub sample_rate: f64,
+    /// Records carry `sha256:<fingerprint>` of the subject instead of the subject.
+    pub hash_subject: bool,
+    pub leak_guard: LeakGuard,
+}
+
+impl Default for Telemetry {
+    fn default() -> Telemetry {
+        Telemetry {
+            allow_log: RecordLevel::Debug,
+            deny_log: RecordLevel::Info,
+            sample_rate: 1.0,
+            hash_subject: false,
+            leak_guard: LeakGuard::Count,
+        }
+    }
+}
+
 /// The whole, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -159,6 +204,9 @@ pub struct Config {
     pub realm: String,
     pub max_token_bytes: usize,
     pub revocation: Revocation,
+    /// Decide and record, but let every request through (authentication dry run).
+    pub dry_run: bool,
+    pub telemetry: Telemetry,
     /// Non-fatal notes from parsing (e.g. JWKs skipped), for the shell to log.
     pub notes: Vec<String>,
 }
@@ -204,7 +252,15 @@ impl Config {
         let mut top = Fields::new(
             v,
             "$",
-            &["providers", "requirement", "realm", "maxTokenBytes", "revocation"],
+            &[
+                "providers",
+                "requirement",
+                "realm",
+                "maxTokenBytes",
+                "revocation",
+                "dryRun",
+                "telemetry",
+            ],
         )?;
         let requirement = match top.opt_str("requirement")? {
             None | Some("required") => Requirement::Required,
@@ -234,6 +290,11 @@ impl Config {
             None => Revocation::default(),
             Some(r) => parse_revocation(r, "$.revocation")?,
         };
+        let dry_run = top.opt_bool("dryRun")?.unwrap_or(false);
+        let telemetry = match top.opt("telemetry") {
+            None => Telemetry::default(),
+            Some(t) => parse_telemetry(t, "$.telemetry")?,
+        };
         let list = top.req_array("providers")?;
         if list.is_empty() {
             return Err(ConfigError::new("$.providers", "at least one provider is required"));
@@ -245,6 +306,8 @@ impl Config {
             realm,
             max_token_bytes: usize::try_from(max_token_bytes).unwrap_or(usize::MAX),
             revocation,
+            dry_run,
+            telemetry,
             notes: Vec::new(),
         };
         for (i, p) in list.iter().enumerate() {
@@ -539,6 +602,48 @@ fn parse_provider(
         max_lifetime_seconds,
         require_expiration,
         remote,
+    })
+}
+
+fn parse_telemetry(v: &Value, path: &str) -> Result<Telemetry, ConfigError> {
+    let mut f = Fields::new(
+        v,
+        path,
+        &["allowLog", "denyLog", "sampleRate", "hashSubject", "leakGuard"],
+    )?;
+    let level = |f: &mut Fields, key: &str, default: RecordLevel| -> Result<RecordLevel, ConfigError> {
+        match f.opt_str(key)? {
+            None => Ok(default),
+            Some("off") => Ok(RecordLevel::Off),
+            Some("debug") => Ok(RecordLevel::Debug),
+            Some("info") => Ok(RecordLevel::Info),
+            Some("warn") => Ok(RecordLevel::Warn),
+            Some(_) => Err(f.err(key, "must be one of \"off\", \"debug\", \"info\", \"warn\"")),
+        }
+    };
+    let d = Telemetry::default();
+    let allow_log = level(&mut f, "allowLog", d.allow_log)?;
+    let deny_log = level(&mut f, "denyLog", d.deny_log)?;
+    let sample_rate = match f.opt("sampleRate") {
+        None => 1.0,
+        Some(v) => match v.as_f64() {
+            Some(r) if (0.0..=1.0).contains(&r) => r,
+            _ => return Err(f.err("sampleRate", "must be a number from 0 to 1")),
+        },
+    };
+    let hash_subject = f.opt_bool("hashSubject")?.unwrap_or(false);
+    let leak_guard = match f.opt_str("leakGuard")? {
+        None | Some("count") => LeakGuard::Count,
+        Some("strip") => LeakGuard::Strip,
+        Some("off") => LeakGuard::Off,
+        Some(_) => return Err(f.err("leakGuard", "must be one of \"count\", \"strip\", \"off\"")),
+    };
+    Ok(Telemetry {
+        allow_log,
+        deny_log,
+        sample_rate,
+        hash_subject,
+        leak_guard,
     })
 }
 

@@ -7,6 +7,7 @@
 use crate::claims;
 use crate::config::{Config, Requirement, DEFAULT_REALM};
 use crate::extractor::{self, Candidate};
+use crate::leakguard;
 use crate::reason::Reason;
 use crate::request::{Mutation, Request};
 use crate::response::{self, Denial};
@@ -31,7 +32,8 @@ pub struct Decision {
     pub reason: Option<Reason>,
     /// Index of the provider the token was for, when known.
     pub provider: Option<usize>,
-    /// Header changes to apply before the request continues (empty on deny).
+    /// Header changes to apply: before the request continues, or, on deny, before the
+    /// local reply (so the access log never sees the credential).
     pub mutations: Vec<Mutation>,
     pub record: Record,
 }
@@ -44,17 +46,49 @@ pub fn decide(cfg: &Config, req: &Request, now: u64) -> Decision {
 /// Decides with the worker's live keys and revocation list. `may_wait`: the request
 /// has not waited yet, so missing remote keys answer [`Verdict::Wait`].
 pub fn decide_live(cfg: &Config, snap: &Snapshot, req: &Request, now: u64, may_wait: bool) -> Decision {
-    let mut record = Record {
-        request_id: request_id(req),
-        ..Record::default()
-    };
-    // Headers hopguard writes are never taken from the client.
-    let mut mutations: Vec<Mutation> = Vec::new();
+    let leaks = leakguard::scan(cfg, req);
+    // Headers hopguard writes are never taken from the client; leaked credentials go too
+    // when the leak guard strips.
+    let mut base: Vec<Mutation> = Vec::new();
     for h in cfg.output_headers() {
-        if req.header(h).is_some() && !mutations.iter().any(|m| matches!(m, Mutation::Remove(x) if x == h)) {
-            mutations.push(Mutation::Remove(h.to_owned()));
+        if req.header(h).is_some() && !base.iter().any(|m| matches!(m, Mutation::Remove(x) if x == h)) {
+            base.push(Mutation::Remove(h.to_owned()));
         }
     }
+    base.extend(leaks.mutations);
+    let record = Record {
+        request_id: request_id(req),
+        route: Some(req.path().split('?').next().unwrap_or("/").chars().take(256).collect()),
+        leaks: leaks.kinds,
+        ..Record::default()
+    };
+    let mut d = decide_token(cfg, snap, req, now, may_wait, base.clone(), record);
+    if cfg.dry_run {
+        if let Verdict::Deny(_) = d.verdict {
+            d.verdict = Verdict::Allow;
+            d.record.decision = "dry_run_deny";
+            d.mutations = base;
+        }
+    }
+    if cfg.telemetry.hash_subject {
+        d.record.subject = d
+            .record
+            .subject
+            .map(|s| format!("sha256:{}", telemetry::fingerprint(&s)));
+    }
+    d
+}
+
+fn decide_token(
+    cfg: &Config,
+    snap: &Snapshot,
+    req: &Request,
+    now: u64,
+    may_wait: bool,
+    base: Vec<Mutation>,
+    mut record: Record,
+) -> Decision {
+    let mut mutations = base;
 
     let candidates = extractor::extract(&cfg.locations, req);
     let one = match candidates.as_slice() {
@@ -189,7 +223,12 @@ fn fail(
         .and_then(|i| cfg.providers.get(i))
         .map(|p| p.name.clone());
     if cfg.requirement != Requirement::AllowMissingOrFailed {
-        return deny(cfg, failure, record);
+        // Nothing goes upstream, but Envoy's access log reads the request headers: take
+        // the credentials out of them too.
+        let mut d = deny(cfg, failure, record);
+        mutations.extend(extractor::removal(req, tokens));
+        d.mutations = mutations;
+        return d;
     }
     // Strip a failed token unless a provider reading that location forwards tokens.
     let strip: Vec<&Candidate> = tokens

@@ -21,6 +21,7 @@ pub mod extractor;
 pub mod json;
 pub mod jwks;
 pub mod key;
+pub mod leakguard;
 pub mod matcher;
 pub mod path_template;
 pub mod policy;

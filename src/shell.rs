@@ -17,7 +17,7 @@
 //! non-UTF-8 bytes, so this file calls `hostcalls` directly and handles every error.
 //! No `RefCell` borrow is held across a host call that may re-enter the module.
 
-use crate::config::{Config, KeySource};
+use crate::config::{Config, KeySource, RecordLevel};
 use crate::decision::{self, Decision, Verdict};
 use crate::jwks::JwkSet;
 use crate::remote::{self, Fetched, Target, MAX_BODY_BYTES};
@@ -25,15 +25,16 @@ use crate::request::{Mutation, Request};
 use crate::revocation::RevocationList;
 use crate::schedule::{self, SourceState};
 use crate::snapshot::{LiveKeys, LiveList, Snapshot};
+use crate::telemetry::{Metric, MetricKind};
 use crate::verifier::Wait;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 const TICK: Duration = Duration::from_millis(100);
 /// Attempts at a compare-and-swap update of shared state before giving up this tick.
@@ -79,10 +80,113 @@ struct Waiter {
     version_at_start: u64,
 }
 
+/// The metrics of one configuration, defined at configure time, and the record settings.
+struct Meters {
+    ids: HashMap<Metric, u32>,
+    telemetry: crate::config::Telemetry,
+    /// xorshift state for record sampling.
+    sample: std::cell::Cell<u64>,
+}
+
+impl Meters {
+    fn define(cfg: &Config, seed: u64) -> Meters {
+        let mut ids = HashMap::new();
+        for m in crate::telemetry::metrics_of(cfg) {
+            let kind = match m.kind() {
+                MetricKind::Counter => MetricType::Counter,
+                MetricKind::Gauge => MetricType::Gauge,
+                MetricKind::Histogram => MetricType::Histogram,
+            };
+            if let Ok(id) = hostcalls::define_metric(kind, &m.name()) {
+                ids.insert(m, id);
+            }
+        }
+        Meters {
+            ids,
+            telemetry: cfg.telemetry.clone(),
+            sample: std::cell::Cell::new(seed | 1),
+        }
+    }
+
+    fn count(&self, m: &Metric) {
+        if let Some(id) = self.ids.get(m) {
+            let _ = hostcalls::increment_metric(*id, 1);
+        }
+    }
+
+    fn record(&self, m: &Metric, value: u64) {
+        if let Some(id) = self.ids.get(m) {
+            let _ = hostcalls::record_metric(*id, value);
+        }
+    }
+
+    fn sampled(&self) -> bool {
+        let rate = self.telemetry.sample_rate;
+        if rate >= 1.0 {
+            return true;
+        }
+        let mut x = self.sample.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.sample.set(x);
+        ((x >> 11) as f64 / (1u64 << 53) as f64) < rate
+    }
+
+    /// Counts a decision, logs its record, and exports it to filter state.
+    fn report(&self, cfg: &Config, d: &Decision) {
+        let decision = d.record.decision;
+        if decision != "wait" {
+            self.count(&Metric::Requests(decision));
+        }
+        if let (Some(r), true) = (d.reason, decision != "allow" && decision != "wait") {
+            self.count(&Metric::Denials(r.code()));
+        }
+        if let Some(p) = d.provider.and_then(|i| cfg.providers.get(i)) {
+            if decision != "wait" {
+                self.count(&Metric::ProviderRequests(p.name.clone(), decision));
+            }
+        }
+        for k in &d.record.leaks {
+            self.count(&Metric::Leaks(k));
+        }
+        if let Some(us) = d.record.verify_us {
+            self.record(&Metric::VerifyDuration, us);
+        }
+        let record = d.record.to_json();
+        let level = if decision == "allow" {
+            if !self.sampled() {
+                RecordLevel::Off
+            } else {
+                self.telemetry.allow_log
+            }
+        } else {
+            self.telemetry.deny_log
+        };
+        match level {
+            RecordLevel::Off => {}
+            RecordLevel::Debug => log::debug!("hopguard: decision {record}"),
+            RecordLevel::Info => log::info!("hopguard: decision {record}"),
+            RecordLevel::Warn => log::warn!("hopguard: decision {record}"),
+        }
+        // For Envoy access logs: %FILTER_STATE(wasm.hopguard_decision:PLAIN)% and friends.
+        let text = |v: Option<&str>| v.unwrap_or("-").as_bytes().to_vec();
+        let _ = hostcalls::set_property(vec!["hopguard_decision"], Some(decision.as_bytes()));
+        let _ = hostcalls::set_property(vec!["hopguard_reason"], Some(&text(d.record.reason)));
+        let _ = hostcalls::set_property(
+            vec!["hopguard_fingerprint"],
+            Some(&text(d.record.fingerprint.as_deref())),
+        );
+        let _ = hostcalls::set_property(vec!["hopguard_provider"], Some(&text(d.record.provider.as_deref())));
+        let _ = hostcalls::set_property(vec!["hopguard_record"], Some(record.to_string().as_bytes()));
+    }
+}
+
 /// One worker's (one Wasm VM's) state, shared by its root and HTTP contexts.
 struct Worker {
     me: u64,
     config: Option<Rc<Config>>,
+    meters: Option<Rc<Meters>>,
     snapshot: Snapshot,
     /// Document version last loaded, per source.
     loaded: HashMap<Source, u64>,
@@ -96,6 +200,7 @@ impl Worker {
         Worker {
             me: random_u64() | 1,
             config: None,
+            meters: None,
             snapshot: Snapshot {
                 keys: Vec::new(),
                 revocation: LiveList::None,
@@ -243,6 +348,7 @@ impl RootContext for Root {
                     cfg.requirement
                 );
                 let remote = !sources(&cfg).is_empty();
+                w.meters = Some(Rc::new(Meters::define(&cfg, w.me)));
                 w.snapshot = Snapshot::new(&cfg);
                 w.loaded.clear();
                 w.config = Some(Rc::new(cfg));
@@ -287,10 +393,16 @@ impl Root {
     /// the waiting requests that can be decided now.
     fn pump(&self, cfg: &Config) {
         let now = now_ms();
+        let meters = self.worker.try_borrow().ok().and_then(|w| w.meters.clone());
         for src in sources(cfg) {
             let Some(si) = info(cfg, src) else { continue };
             load(&self.worker, cfg, src, &si, now);
             self.maybe_fetch(cfg, src, &si, now);
+            if let (Source::Keys(i), Some(m)) = (src, &meters) {
+                if let (Some(p), Some(age)) = (cfg.providers.get(i), read_state(&si.id).0.age_ms(now)) {
+                    m.record(&Metric::KeySetAge(p.name.clone()), age / 1000);
+                }
+            }
         }
         self.release_waiters(cfg, now);
     }
@@ -345,6 +457,7 @@ impl Root {
             Err(e) => {
                 let msg = format!("cannot call cluster {:?}: {e:?}", target.cluster);
                 log::warn!("hopguard: {} fetch failed: {msg}", describe(cfg, src));
+                self.count_fetch(cfg, src, "failure");
                 let jitter = random_u64();
                 update_state(&si.id, |s| {
                     s.failed(now, msg.clone(), jitter, si.refresh_ms);
@@ -427,9 +540,11 @@ impl Root {
                     true
                 });
                 log::debug!("hopguard: {} fetched (changed: {changed})", describe(cfg, src));
+                self.count_fetch(cfg, src, "success");
             }
             Err(e) => {
                 log::warn!("hopguard: {} fetch failed: {e}", describe(cfg, src));
+                self.count_fetch(cfg, src, "failure");
                 let jitter = random_u64();
                 let rediscover = matches!(src, Source::Keys(_)) && status == 404;
                 update_state(&si.id, |s| {
@@ -440,6 +555,20 @@ impl Root {
                     true
                 });
             }
+        }
+    }
+
+    fn count_fetch(&self, cfg: &Config, src: Source, result: &'static str) {
+        let Some(m) = self.worker.try_borrow().ok().and_then(|w| w.meters.clone()) else {
+            return;
+        };
+        match src {
+            Source::Keys(i) => {
+                if let Some(p) = cfg.providers.get(i) {
+                    m.count(&Metric::JwksFetches(p.name.clone(), result));
+                }
+            }
+            Source::Revocation => m.count(&Metric::RevocationFetches(result)),
         }
     }
 
@@ -464,13 +593,9 @@ impl Root {
             if hostcalls::set_effective_context(waiter.context_id).is_err() {
                 continue; // the request is gone
             }
-            let headers = read_request_headers();
-            let decision = {
-                let Ok(w) = self.worker.try_borrow() else { continue };
-                let now_s = now / 1000;
-                decision::decide_live(cfg, &w.snapshot, &Request::new(headers), now_s, false)
-            };
-            apply(decision, true);
+            let req = Request::new(read_request_headers());
+            let decision = decide_timed(&self.worker, &req, now, false);
+            finish(&self.worker, decision, true);
         }
     }
 }
@@ -604,27 +729,26 @@ fn read_request_headers() -> Vec<(String, String)> {
 }
 
 /// Applies a decision to the current HTTP context. `resume`: the request was paused.
-fn apply(d: Decision, resume: bool) -> Action {
-    let record = d.record.to_json();
+fn apply(d: Decision, resume: bool, report: Option<(&Meters, &Config)>) -> Action {
+    match report {
+        Some((meters, cfg)) => meters.report(cfg, &d),
+        None => log::info!("hopguard: decision {}", d.record.to_json()),
+    }
+    for m in &d.mutations {
+        let _ = match m {
+            Mutation::Remove(name) => hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None),
+            Mutation::Add(name, value) => hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value),
+            Mutation::Set(name, value) => hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)),
+        };
+    }
     match d.verdict {
         Verdict::Allow => {
-            log::debug!("hopguard: decision {record}");
-            for m in &d.mutations {
-                let _ = match m {
-                    Mutation::Remove(name) => hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None),
-                    Mutation::Add(name, value) => hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value),
-                    Mutation::Set(name, value) => {
-                        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
-                    }
-                };
-            }
             if resume {
                 let _ = hostcalls::resume_http_request();
             }
             Action::Continue
         }
         Verdict::Deny(denial) => {
-            log::info!("hopguard: decision {record}");
             let headers: Vec<(&str, &str)> = denial.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
             let _ = hostcalls::send_http_response(u32::from(denial.status), headers, Some(denial.body.as_bytes()));
             Action::Pause
@@ -645,19 +769,39 @@ impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let req = Request::new(read_request_headers());
         let now = now_ms();
-        let decision = {
-            let Ok(w) = self.worker.try_borrow() else {
-                return apply(decision::unconfigured(&req), false);
-            };
-            match &w.config {
-                Some(cfg) => decision::decide_live(cfg, &w.snapshot, &req, now / 1000, true),
-                None => decision::unconfigured(&req),
-            }
-        };
+        let decision = decide_timed(&self.worker, &req, now, true);
         if let Verdict::Wait(wait) = decision.verdict {
             return self.wait(wait, &req, now);
         }
-        apply(decision, false)
+        finish(&self.worker, decision, false)
+    }
+}
+
+/// Decides `req` with this worker's configuration and snapshot, timing the decision.
+fn decide_timed(worker: &RefCell<Worker>, req: &Request, now: u64, may_wait: bool) -> Decision {
+    let started = Instant::now();
+    let mut d = match worker.try_borrow() {
+        Ok(w) => match &w.config {
+            Some(cfg) => decision::decide_live(cfg, &w.snapshot, req, now / 1000, may_wait),
+            None => decision::unconfigured(req),
+        },
+        Err(_) => decision::unconfigured(req),
+    };
+    if d.record.fingerprint.is_some() {
+        d.record.verify_us = Some(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+    }
+    d
+}
+
+/// Reports and applies a decision (no worker borrow is held while Envoy runs).
+fn finish(worker: &RefCell<Worker>, d: Decision, resume: bool) -> Action {
+    let (meters, cfg) = match worker.try_borrow() {
+        Ok(w) => (w.meters.clone(), w.config.clone()),
+        Err(_) => (None, None),
+    };
+    match (&meters, &cfg) {
+        (Some(m), Some(c)) => apply(d, resume, Some((m, c))),
+        _ => apply(d, resume, None),
     }
 }
 
@@ -666,7 +810,7 @@ impl Http {
     /// refetch is rate-limited).
     fn wait(&self, wait: Wait, req: &Request, now: u64) -> Action {
         let Some(cfg) = self.worker.try_borrow().ok().and_then(|w| w.config.clone()) else {
-            return apply(decision::unconfigured(req), false);
+            return finish(&self.worker, decision::unconfigured(req), false);
         };
         let (src, wait_ms) = match wait {
             Wait::FirstKeys { provider } | Wait::UnknownKid { provider } => (
@@ -682,18 +826,15 @@ impl Http {
             ),
         };
         let Some(si) = info(&cfg, src) else {
-            return self.decide_now(&cfg, req, now);
+            return self.decide_now(req, now);
         };
         // Another worker may have fetched already (this worker's tick has not loaded it
         // yet): load the latest version and decide again before waiting.
         load(&self.worker, &cfg, src, &si, now);
-        let again = match self.worker.try_borrow() {
-            Ok(w) => decision::decide_live(&cfg, &w.snapshot, req, now / 1000, true),
-            Err(_) => decision::unconfigured(req),
-        };
+        let again = decide_timed(&self.worker, req, now, true);
         let wait = match again.verdict {
             Verdict::Wait(w) => w,
-            _ => return apply(again, false),
+            _ => return finish(&self.worker, again, false),
         };
         if let Wait::UnknownKid { provider } = wait {
             let interval = cfg
@@ -701,21 +842,14 @@ impl Http {
                 .get(provider)
                 .and_then(|p| p.remote.as_ref())
                 .map_or(u64::MAX, |r| r.refetch_interval_ms);
-            let granted = update_state(&si.id, |s| {
-                if s.request_refetch(now, interval) {
-                    // Write only when something changed (a new request).
-                    return true;
-                }
-                false
-            })
-            .is_some()
+            let granted = update_state(&si.id, |s| s.request_refetch(now, interval)).is_some()
                 || read_state(&si.id).0.refetch_requested;
             if !granted {
-                return self.decide_now(&cfg, req, now);
+                return self.decide_now(req, now);
             }
         }
         if wait_ms == 0 {
-            return self.decide_now(&cfg, req, now);
+            return self.decide_now(req, now);
         }
         let version_at_start = read_state(&si.id).0.version;
         if let Ok(mut w) = self.worker.try_borrow_mut() {
@@ -728,15 +862,12 @@ impl Http {
             });
             Action::Pause
         } else {
-            self.decide_now(&cfg, req, now)
+            self.decide_now(req, now)
         }
     }
 
-    fn decide_now(&self, cfg: &Config, req: &Request, now: u64) -> Action {
-        let decision = match self.worker.try_borrow() {
-            Ok(w) => decision::decide_live(cfg, &w.snapshot, req, now / 1000, false),
-            Err(_) => decision::unconfigured(req),
-        };
-        apply(decision, false)
+    fn decide_now(&self, req: &Request, now: u64) -> Action {
+        let d = decide_timed(&self.worker, req, now, false);
+        finish(&self.worker, d, false)
     }
 }

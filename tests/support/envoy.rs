@@ -662,6 +662,9 @@ pub struct Listener {
     pub cluster: String,
     /// Replaces the default `route_config` (YAML mapping) when set.
     pub route_config: Option<String>,
+    /// An access log written to this file as JSON with these fields (name, format
+    /// string), e.g. `("decision", "%FILTER_STATE(wasm.hopguard_decision:PLAIN)%")`.
+    pub access_log: Option<(String, Vec<(String, String)>)>,
 }
 
 impl Listener {
@@ -671,7 +674,15 @@ impl Listener {
             http_filters: Vec::new(),
             cluster: "upstream".to_string(),
             route_config: None,
+            access_log: None,
         }
+    }
+
+    /// Adds a JSON access log written to `path` with `fields`.
+    pub fn access_log(mut self, path: &str, fields: &[(&str, &str)]) -> Listener {
+        let fields = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.access_log = Some((path.to_string(), fields));
+        self
     }
 
     /// Appends an HTTP filter fragment.
@@ -731,15 +742,30 @@ filter_chains:
     typed_config:
       "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
       stat_prefix: {name}
-      codec_type: AUTO
+      codec_type: AUTO{access_log}
       route_config:
         {route_config}
       http_filters:
 {filters}"#,
         name = yaml_str(&listener.name),
+        access_log = access_log_yaml(listener),
         route_config = indent_rest(&route_config, 8),
         filters = yaml_list(&filters, 6).trim_end(),
     )
+}
+
+fn access_log_yaml(listener: &Listener) -> String {
+    let Some((path, fields)) = &listener.access_log else {
+        return String::new();
+    };
+    let mut out = format!(
+        "\n      access_log:\n      - name: envoy.access_loggers.file\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n          path: {}\n          log_format:\n            json_format:",
+        yaml_str(path)
+    );
+    for (k, v) in fields {
+        let _ = write!(out, "\n              {}: {}", yaml_str(k), yaml_str(v));
+    }
+    out
 }
 
 /// A static HTTP/1.1 cluster `name` with one endpoint, 127.0.0.1:`port`. Pooled connections idle
@@ -765,13 +791,24 @@ load_assignment:
     )
 }
 
-const ADMIN_AND_NODE: &str = r#"node:
+const ADMIN_AND_NODE_BASE: &str = r#"node:
   id: hopguard-test
   cluster: hopguard-test
 admin:
   address:
     socket_address: {address: 127.0.0.1, port_value: 0}
 "#;
+
+/// Node, admin, and hopguard's stats tag extractors (`hopguard::telemetry::STATS_TAGS`), so
+/// `/stats/prometheus` shows hopguard's metrics with labels.
+fn admin_and_node() -> String {
+    let mut out = String::from(ADMIN_AND_NODE_BASE);
+    out.push_str("stats_config:\n  stats_tags:\n");
+    for (tag, regex) in hopguard::telemetry::STATS_TAGS {
+        let _ = writeln!(out, "  - tag_name: {}\n    regex: {}", yaml_str(tag), yaml_str(regex));
+    }
+    out
+}
 
 /// A bootstrap with static `listeners` all routing to cluster `upstream` at 127.0.0.1:
 /// `upstream_port` (HTTP/1.1).
@@ -782,7 +819,7 @@ pub fn bootstrap_yaml(listeners: &[Listener], upstream_port: u16) -> String {
 /// A bootstrap with static `listeners` and static `clusters` (see [`cluster_yaml`]).
 pub fn bootstrap_yaml_with_clusters(listeners: &[Listener], clusters: &[String]) -> String {
     let listeners: Vec<String> = listeners.iter().map(listener_yaml).collect();
-    let mut out = String::from(ADMIN_AND_NODE);
+    let mut out = admin_and_node();
     out.push_str("static_resources:\n");
     if listeners.is_empty() {
         out.push_str("  listeners: []\n");
@@ -803,7 +840,7 @@ pub fn bootstrap_yaml_with_clusters(listeners: &[Listener], clusters: &[String])
 /// `clusters` are static.
 pub fn dynamic_bootstrap_yaml(lds_path: &Path, clusters: &[String]) -> String {
     let dir = lds_path.parent().unwrap_or_else(|| Path::new("."));
-    let mut out = String::from(ADMIN_AND_NODE);
+    let mut out = admin_and_node();
     let _ = write!(
         out,
         r#"dynamic_resources:
