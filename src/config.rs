@@ -207,6 +207,9 @@ pub struct Config {
     /// Decide and record, but let every request through (authentication dry run).
     pub dry_run: bool,
     pub telemetry: Telemetry,
+    /// Token-bound service policies (Istio AuthorizationPolicy vocabulary) and the
+    /// RFC 8705 / RFC 9449 binding checks.
+    pub authorization: crate::policy::Policies,
     /// Non-fatal notes from parsing (e.g. JWKs skipped), for the shell to log.
     pub notes: Vec<String>,
 }
@@ -260,6 +263,7 @@ impl Config {
                 "revocation",
                 "dryRun",
                 "telemetry",
+                "authorization",
             ],
         )?;
         let requirement = match top.opt_str("requirement")? {
@@ -295,6 +299,10 @@ impl Config {
             None => Telemetry::default(),
             Some(t) => parse_telemetry(t, "$.telemetry")?,
         };
+        let authorization = match top.opt("authorization") {
+            None => crate::policy::Policies::default(),
+            Some(a) => crate::policy::Policies::parse(a, "$.authorization")?,
+        };
         let list = top.req_array("providers")?;
         if list.is_empty() {
             return Err(ConfigError::new("$.providers", "at least one provider is required"));
@@ -308,6 +316,7 @@ impl Config {
             revocation,
             dry_run,
             telemetry,
+            authorization,
             notes: Vec::new(),
         };
         for (i, p) in list.iter().enumerate() {

@@ -4,16 +4,21 @@
 //! then compute what to strip and what to add. Every outcome, allow or deny, leaves
 //! through [`Decision`], with its reason and its record.
 
+use crate::binding::Presentation;
 use crate::claims;
+use crate::config::Location;
 use crate::config::{Config, Requirement, DEFAULT_REALM};
 use crate::extractor::{self, Candidate};
 use crate::leakguard;
+use crate::policy::{Connection, PolicyInput, TokenInput};
 use crate::reason::Reason;
+use crate::replay::ReplayCache;
 use crate::request::{Mutation, Request};
 use crate::response::{self, Denial};
 use crate::snapshot::{LiveList, Snapshot};
 use crate::telemetry::{self, Record};
 use crate::verifier::{self, Failure, Stop, Wait};
+use std::cell::RefCell;
 
 /// Let the request through (after the mutations) or answer it locally.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,14 +43,31 @@ pub struct Decision {
     pub record: Record,
 }
 
-/// Decides `req` under `cfg` at time `now` (seconds since the epoch), with inline keys.
-pub fn decide(cfg: &Config, req: &Request, now: u64) -> Decision {
-    decide_live(cfg, &Snapshot::new(cfg), req, now, false)
+/// What a worker knows besides the request: live keys and lists, the connection (read
+/// only when a policy or a token's `cnf` needs it), and the DPoP replay cache.
+pub struct Env<'a> {
+    pub snapshot: &'a Snapshot,
+    pub connection: &'a dyn Fn() -> Connection,
+    pub replay: &'a RefCell<ReplayCache>,
 }
 
-/// Decides with the worker's live keys and revocation list. `may_wait`: the request
-/// has not waited yet, so missing remote keys answer [`Verdict::Wait`].
-pub fn decide_live(cfg: &Config, snap: &Snapshot, req: &Request, now: u64, may_wait: bool) -> Decision {
+/// Decides `req` under `cfg` at time `now` (seconds since the epoch), with inline keys,
+/// no mTLS connection and a fresh replay cache.
+pub fn decide(cfg: &Config, req: &Request, now: u64) -> Decision {
+    let snapshot = Snapshot::new(cfg);
+    let replay = RefCell::new(ReplayCache::new(cfg.authorization.dpop.replay_cache_size));
+    let env = Env {
+        snapshot: &snapshot,
+        connection: &Connection::default,
+        replay: &replay,
+    };
+    decide_live(cfg, &env, req, now, false)
+}
+
+/// Decides with the worker's live keys, revocation list, connection and replay cache.
+/// `may_wait`: the request has not waited yet, so missing remote keys answer
+/// [`Verdict::Wait`].
+pub fn decide_live(cfg: &Config, env: &Env<'_>, req: &Request, now: u64, may_wait: bool) -> Decision {
     let leaks = leakguard::scan(cfg, req);
     // Headers hopguard writes are never taken from the client; leaked credentials go too
     // when the leak guard strips.
@@ -62,7 +84,7 @@ pub fn decide_live(cfg: &Config, snap: &Snapshot, req: &Request, now: u64, may_w
         leaks: leaks.kinds,
         ..Record::default()
     };
-    let mut d = decide_token(cfg, snap, req, now, may_wait, base.clone(), record);
+    let mut d = decide_token(cfg, env, req, now, may_wait, base.clone(), record);
     if cfg.dry_run {
         if let Verdict::Deny(_) = d.verdict {
             d.verdict = Verdict::Allow;
@@ -81,35 +103,51 @@ pub fn decide_live(cfg: &Config, snap: &Snapshot, req: &Request, now: u64, may_w
 
 fn decide_token(
     cfg: &Config,
-    snap: &Snapshot,
+    env: &Env<'_>,
     req: &Request,
     now: u64,
     may_wait: bool,
     base: Vec<Mutation>,
     mut record: Record,
 ) -> Decision {
+    let snap = env.snapshot;
     let mut mutations = base;
 
     let candidates = extractor::extract(&cfg.locations, req);
     let one = match candidates.as_slice() {
         [] => {
-            return if cfg.requirement == Requirement::Required {
-                deny(cfg, Failure::from(Reason::TokenMissing), record)
-            } else {
-                record.decision = "allow";
+            if cfg.requirement == Requirement::Required {
+                return deny(cfg, Failure::from(Reason::TokenMissing), record);
+            }
+            let dry = match authorize(cfg, env, req, now, None, &mut record) {
+                Ok(dry) => dry,
+                Err(denial) => return policy_denial(cfg, denial, None, mutations, record),
+            };
+            record.decision = "allow";
+            return with_dry_run(
                 Decision {
                     verdict: Verdict::Allow,
                     reason: None,
                     provider: None,
                     mutations,
                     record,
-                }
-            };
+                },
+                dry,
+            );
         }
         [one] => one,
         many => {
             let all: Vec<&Candidate> = many.iter().collect();
-            return fail(cfg, req, Failure::from(Reason::TokenAmbiguous), &all, mutations, record);
+            return fail(
+                cfg,
+                env,
+                req,
+                now,
+                Failure::from(Reason::TokenAmbiguous),
+                &all,
+                mutations,
+                record,
+            );
         }
     };
     record.fingerprint = Some(telemetry::fingerprint(&one.token));
@@ -118,7 +156,7 @@ fn decide_token(
     let verified = match verifier::verify_live(cfg, snap, one.location, &one.token, now, may_wait) {
         Ok(v) => v,
         Err(Stop::Wait(w)) => return wait(w, mutations, record),
-        Err(Stop::Fail(f)) => return fail(cfg, req, f, &[one], mutations, record),
+        Err(Stop::Fail(f)) => return fail(cfg, env, req, now, f, &[one], mutations, record),
     };
     let Some(provider) = cfg.providers.get(verified.provider) else {
         return deny(cfg, Failure::from(Reason::ConfigInvalid), record);
@@ -135,7 +173,7 @@ fn decide_token(
                     reason: Reason::RevocationUnavailable,
                     provider: Some(verified.provider),
                 };
-                return fail(cfg, req, f, &[one], mutations, record);
+                return fail(cfg, env, req, now, f, &[one], mutations, record);
             }
             Some(list)
         }
@@ -147,7 +185,7 @@ fn decide_token(
                 reason: Reason::RevocationUnavailable,
                 provider: Some(verified.provider),
             };
-            return fail(cfg, req, f, &[one], mutations, record);
+            return fail(cfg, env, req, now, f, &[one], mutations, record);
         }
         _ => None,
     };
@@ -156,13 +194,36 @@ fn decide_token(
             reason: Reason::TokenRevoked,
             provider: Some(verified.provider),
         };
-        return fail(cfg, req, f, &[one], mutations, record);
+        return fail(cfg, env, req, now, f, &[one], mutations, record);
     }
     record.provider = Some(provider.name.clone());
     record.kid = verified.jws.kid.clone();
     record.subject = claims.get("sub").and_then(|v| v.as_str()).map(str::to_owned);
     record.jti = claims.get("jti").and_then(|v| v.as_str()).map(str::to_owned);
     record.decision = "allow";
+
+    // Token-bound policies and the RFC 8705 / RFC 9449 binding checks.
+    let presentation = match cfg.locations.get(one.location) {
+        Some(Location::Header { name, prefix }) => Presentation::of_header(name, prefix),
+        _ => Presentation::Other,
+    };
+    let token = TokenInput {
+        raw: &one.token,
+        claims,
+        presentation,
+    };
+    let dry = match authorize(cfg, env, req, now, Some(token), &mut record) {
+        Ok(dry) => dry,
+        Err(denial) => {
+            let mut m = mutations;
+            m.extend(extractor::removal(req, &[one]));
+            return policy_denial(cfg, denial, Some(verified.provider), m, record);
+        }
+    };
+    // A DPoP proof is good for one hop only.
+    if req.header("dpop").is_some() {
+        mutations.push(Mutation::Remove("dpop".into()));
+    }
 
     if !provider.forward_original_token {
         mutations.extend(extractor::removal(req, &[one]));
@@ -175,10 +236,109 @@ fn decide_token(
             mutations.push(Mutation::Set(ch.header.clone(), v));
         }
     }
+    with_dry_run(
+        Decision {
+            verdict: Verdict::Allow,
+            reason: None,
+            provider: Some(verified.provider),
+            mutations,
+            record,
+        },
+        dry,
+    )
+}
+
+/// A policy refusal: reason, rule, and a rule's own status and body.
+struct PolicyRefusal {
+    reason: Reason,
+    rule: Option<String>,
+    custom: crate::policy::Custom,
+}
+
+/// Runs the policies (when there are any, or when the token carries `cnf` or came with
+/// the DPoP scheme). `Ok(dry)`: allowed, with what a dry-run policy would have refused;
+/// `Err`: refused.
+fn authorize(
+    cfg: &Config,
+    env: &Env<'_>,
+    req: &Request,
+    now: u64,
+    token: Option<TokenInput<'_>>,
+    record: &mut Record,
+) -> Result<Option<PolicyRefusal>, PolicyRefusal> {
+    let policies = &cfg.authorization;
+    let bound = token.is_some_and(|t| t.claims.contains_key("cnf") || t.presentation == Presentation::Dpop);
+    if policies.policies.is_empty() && !bound {
+        return Ok(None);
+    }
+    let connection = (env.connection)();
+    let input = PolicyInput {
+        request: req,
+        connection: &connection,
+        token,
+        now,
+    };
+    let outcome = match env.replay.try_borrow_mut() {
+        Ok(mut replay) => policies.evaluate(&input, &mut replay),
+        Err(_) => {
+            return Err(PolicyRefusal {
+                reason: Reason::DpopReplayCacheFull,
+                rule: None,
+                custom: crate::policy::Custom::default(),
+            })
+        }
+    };
+    record.audit = outcome.audit.iter().map(|r| r.to_string()).collect();
+    record.rule = outcome.verdict.matched.as_ref().map(|r| r.to_string());
+    let refusal = |v: &crate::policy::PolicyVerdict| {
+        v.denial.as_ref().map(|d| PolicyRefusal {
+            reason: Reason::from(d.reason),
+            rule: d.rule.as_ref().map(|r| r.to_string()),
+            custom: d.custom.clone(),
+        })
+    };
+    if !outcome.verdict.allowed {
+        return Err(refusal(&outcome.verdict).unwrap_or(PolicyRefusal {
+            reason: Reason::PolicyNoMatch,
+            rule: None,
+            custom: crate::policy::Custom::default(),
+        }));
+    }
+    Ok(outcome.dry_run.as_ref().filter(|v| !v.allowed).and_then(refusal))
+}
+
+/// Records what a dry-run policy would have refused (the request still passes).
+fn with_dry_run(mut d: Decision, dry: Option<PolicyRefusal>) -> Decision {
+    if let Some(r) = dry {
+        d.record.decision = "dry_run_deny";
+        d.record.reason = Some(r.reason.code());
+        d.record.rule = r.rule;
+        d.reason = Some(r.reason);
+    }
+    d
+}
+
+fn policy_denial(
+    cfg: &Config,
+    p: PolicyRefusal,
+    provider: Option<usize>,
+    mutations: Vec<Mutation>,
+    mut record: Record,
+) -> Decision {
+    record.decision = "deny";
+    record.reason = Some(p.reason.code());
+    record.rule = p.rule.clone();
+    record.provider = provider.and_then(|i| cfg.providers.get(i)).map(|x| x.name.clone());
+    let algs = cfg.authorization.dpop.algs_param();
+    let extra = response::Extra {
+        rule: p.rule,
+        dpop_algs: Some(&algs),
+        custom: Some(&p.custom),
+    };
     Decision {
-        verdict: Verdict::Allow,
-        reason: None,
-        provider: Some(verified.provider),
+        verdict: Verdict::Deny(response::deny_with(p.reason, &cfg.realm, &extra)),
+        reason: Some(p.reason),
+        provider,
         mutations,
         record,
     }
@@ -210,9 +370,12 @@ pub fn unconfigured(req: &Request) -> Decision {
 }
 
 /// A token failed: refuse, or under `allowMissingOrFailed` let it through stripped.
+#[allow(clippy::too_many_arguments)]
 fn fail(
     cfg: &Config,
+    env: &Env<'_>,
     req: &Request,
+    now: u64,
     failure: Failure,
     tokens: &[&Candidate],
     mut mutations: Vec<Mutation>,
@@ -241,6 +404,9 @@ fn fail(
         })
         .collect();
     mutations.extend(extractor::removal(req, &strip));
+    if let Err(denial) = authorize(cfg, env, req, now, None, &mut record) {
+        return policy_denial(cfg, denial, failure.provider, mutations, record);
+    }
     record.decision = "allow_failed";
     record.reason = Some(failure.reason.code());
     Decision {

@@ -14,6 +14,8 @@ pub enum BearerError {
     InvalidToken,
     /// The token is valid but does not grant what the request needs.
     InsufficientScope,
+    /// RFC 9449 7.1: the DPoP proof is missing or invalid.
+    InvalidDpopProof,
 }
 
 impl BearerError {
@@ -22,6 +24,7 @@ impl BearerError {
             BearerError::InvalidRequest => "invalid_request",
             BearerError::InvalidToken => "invalid_token",
             BearerError::InsufficientScope => "insufficient_scope",
+            BearerError::InvalidDpopProof => "invalid_dpop_proof",
         }
     }
 }
@@ -75,6 +78,36 @@ pub enum Reason {
     KeysUnavailable,
     /// The remote revocation list is stale and the config says to fail closed.
     RevocationUnavailable,
+    /// A DENY policy rule matched.
+    PolicyDenied,
+    /// ALLOW policies exist and none matched.
+    PolicyNoMatch,
+    /// A rule needs the caller's mTLS identity and the connection has none.
+    PeerUnauthenticated,
+    /// The token does not name the calling workload.
+    WorkloadMismatch,
+    /// The token's `act` chain does not name the calling workload.
+    DelegationMismatch,
+    /// The token's `cnf` claim is malformed.
+    CnfInvalid,
+    /// A certificate-bound token is required and this one is not (RFC 8705).
+    CertBindingMissing,
+    /// The token is bound to another client certificate (RFC 8705 3).
+    CertBindingMismatch,
+    /// A DPoP-bound token without a DPoP proof (RFC 9449).
+    DpopProofMissing,
+    /// The DPoP proof fails a check (RFC 9449 4.3).
+    DpopProofInvalid,
+    /// The DPoP proof was already used.
+    DpopReplayed,
+    /// The token's `cnf.jkt` is not the proof's key.
+    DpopKeyMismatch,
+    /// DPoP was used but the token is not DPoP-bound.
+    DpopBindingMissing,
+    /// A DPoP-bound token presented with the Bearer scheme (RFC 9449 7.2).
+    DpopTokenAsBearer,
+    /// The per-worker DPoP replay cache is full of live proofs.
+    DpopReplayCacheFull,
     /// The filter has no valid configuration: it refuses everything (fail closed).
     ConfigInvalid,
 }
@@ -97,7 +130,7 @@ pub struct Spec {
 
 impl Reason {
     /// Every reason, in table order (for metrics definitions, docs and tests).
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 38] = [
         Reason::TokenMissing,
         Reason::TokenAmbiguous,
         Reason::TokenTooLarge,
@@ -120,6 +153,21 @@ impl Reason {
         Reason::TokenRevoked,
         Reason::KeysUnavailable,
         Reason::RevocationUnavailable,
+        Reason::PolicyDenied,
+        Reason::PolicyNoMatch,
+        Reason::PeerUnauthenticated,
+        Reason::WorkloadMismatch,
+        Reason::DelegationMismatch,
+        Reason::CnfInvalid,
+        Reason::CertBindingMissing,
+        Reason::CertBindingMismatch,
+        Reason::DpopProofMissing,
+        Reason::DpopProofInvalid,
+        Reason::DpopReplayed,
+        Reason::DpopKeyMismatch,
+        Reason::DpopBindingMissing,
+        Reason::DpopTokenAsBearer,
+        Reason::DpopReplayCacheFull,
         Reason::ConfigInvalid,
     ];
 
@@ -296,6 +344,111 @@ impl Reason {
                 "Revocation list unavailable",
                 "The revocation list could not be refreshed and the filter fails closed.",
             ),
+            Reason::PolicyDenied => row(
+                "policy_denied",
+                403,
+                Some(InsufficientScope),
+                "Denied by policy",
+                "A policy rule denies this request.",
+            ),
+            Reason::PolicyNoMatch => row(
+                "policy_no_match",
+                403,
+                Some(InsufficientScope),
+                "Not allowed by policy",
+                "No policy rule allows this request.",
+            ),
+            Reason::PeerUnauthenticated => row(
+                "peer_unauthenticated",
+                403,
+                None,
+                "Caller not authenticated",
+                "This request needs the calling workload's mTLS identity.",
+            ),
+            Reason::WorkloadMismatch => row(
+                "workload_mismatch",
+                403,
+                Some(InsufficientScope),
+                "Token not for this caller",
+                "The token was not issued to the calling workload.",
+            ),
+            Reason::DelegationMismatch => row(
+                "delegation_mismatch",
+                403,
+                Some(InsufficientScope),
+                "Delegation does not match",
+                "The token's delegation chain does not name the calling workload.",
+            ),
+            Reason::CnfInvalid => row(
+                "cnf_invalid",
+                401,
+                Some(InvalidToken),
+                "Confirmation claim invalid",
+                "The token's cnf claim is malformed.",
+            ),
+            Reason::CertBindingMissing => row(
+                "cert_binding_missing",
+                401,
+                Some(InvalidToken),
+                "Certificate-bound token required",
+                "This service requires a certificate-bound token.",
+            ),
+            Reason::CertBindingMismatch => row(
+                "cert_binding_mismatch",
+                401,
+                Some(InvalidToken),
+                "Token bound to another certificate",
+                "The token is bound to another client certificate.",
+            ),
+            Reason::DpopProofMissing => row(
+                "dpop_proof_missing",
+                401,
+                Some(InvalidDpopProof),
+                "DPoP proof missing",
+                "This token requires a DPoP proof.",
+            ),
+            Reason::DpopProofInvalid => row(
+                "dpop_proof_invalid",
+                401,
+                Some(InvalidDpopProof),
+                "DPoP proof invalid",
+                "The DPoP proof is invalid for this request.",
+            ),
+            Reason::DpopReplayed => row(
+                "dpop_replayed",
+                401,
+                Some(InvalidDpopProof),
+                "DPoP proof replayed",
+                "The DPoP proof was already used.",
+            ),
+            Reason::DpopKeyMismatch => row(
+                "dpop_key_mismatch",
+                401,
+                Some(InvalidToken),
+                "DPoP key mismatch",
+                "The token is bound to another DPoP key.",
+            ),
+            Reason::DpopBindingMissing => row(
+                "dpop_binding_missing",
+                401,
+                Some(InvalidToken),
+                "Token not DPoP-bound",
+                "The token is not bound to a DPoP key.",
+            ),
+            Reason::DpopTokenAsBearer => row(
+                "dpop_token_as_bearer",
+                401,
+                Some(InvalidToken),
+                "DPoP token sent as bearer",
+                "A DPoP-bound token must be sent with the DPoP scheme and a proof.",
+            ),
+            Reason::DpopReplayCacheFull => row(
+                "dpop_replay_cache_full",
+                503,
+                None,
+                "DPoP replay cache full",
+                "Too many DPoP proofs in flight; retry later.",
+            ),
             Reason::ConfigInvalid => row(
                 "config_invalid",
                 503,
@@ -306,9 +459,45 @@ impl Reason {
         }
     }
 
+    /// Whether the challenge uses the `DPoP` scheme (RFC 9449 7.1) instead of `Bearer`.
+    pub const fn is_dpop(self) -> bool {
+        matches!(
+            self,
+            Reason::DpopProofMissing
+                | Reason::DpopProofInvalid
+                | Reason::DpopReplayed
+                | Reason::DpopKeyMismatch
+                | Reason::DpopBindingMissing
+                | Reason::DpopTokenAsBearer
+        )
+    }
+
     /// Stable snake_case code.
     pub const fn code(self) -> &'static str {
         self.spec().code
+    }
+}
+
+impl From<crate::policy::PolicyReason> for Reason {
+    fn from(r: crate::policy::PolicyReason) -> Reason {
+        use crate::policy::PolicyReason as P;
+        match r {
+            P::PolicyDenied => Reason::PolicyDenied,
+            P::PolicyNoMatch => Reason::PolicyNoMatch,
+            P::PeerUnauthenticated => Reason::PeerUnauthenticated,
+            P::WorkloadMismatch => Reason::WorkloadMismatch,
+            P::DelegationMismatch => Reason::DelegationMismatch,
+            P::CnfInvalid => Reason::CnfInvalid,
+            P::CertBindingMissing => Reason::CertBindingMissing,
+            P::CertBindingMismatch => Reason::CertBindingMismatch,
+            P::DpopProofMissing => Reason::DpopProofMissing,
+            P::DpopProofInvalid => Reason::DpopProofInvalid,
+            P::DpopReplayed => Reason::DpopReplayed,
+            P::DpopKeyMismatch => Reason::DpopKeyMismatch,
+            P::DpopBindingMissing => Reason::DpopBindingMissing,
+            P::DpopTokenAsBearer => Reason::DpopTokenAsBearer,
+            P::DpopReplayCacheFull => Reason::DpopReplayCacheFull,
+        }
     }
 }
 
@@ -332,6 +521,15 @@ mod tests {
     }
 
     #[test]
+    fn policy_reasons_map_one_to_one_with_the_same_codes() {
+        for p in crate::policy::PolicyReason::ALL {
+            let r = Reason::from(p);
+            assert_eq!(r.code(), p.code());
+            assert_eq!(r.is_dpop(), p.is_dpop(), "{p:?}");
+        }
+    }
+
+    #[test]
     fn descriptions_are_rfc6750_safe() {
         // error-description: %x20-21 / %x23-5B / %x5D-7E (no quote, no backslash).
         for r in Reason::ALL {
@@ -349,11 +547,12 @@ mod tests {
             let s = r.spec();
             match s.bearer_error {
                 Some(BearerError::InvalidRequest) => assert_eq!(s.status, 400),
+                Some(BearerError::InvalidDpopProof) => assert!(s.status == 401 && r.is_dpop()),
                 Some(BearerError::InsufficientScope) => assert_eq!(s.status, 403),
                 Some(BearerError::InvalidToken) => {
                     assert!(s.status == 401 || r == Reason::AudienceMismatch)
                 }
-                None => assert!(r == Reason::TokenMissing || s.status == 503),
+                None => assert!(r == Reason::TokenMissing || r == Reason::PeerUnauthenticated || s.status == 503),
             }
         }
         assert_eq!(Reason::AudienceMismatch.spec().status, 403);

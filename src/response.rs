@@ -17,39 +17,70 @@ pub fn problem_type(reason: Reason) -> String {
     format!("urn:hopguard:reason:{}", reason.code())
 }
 
+/// What a policy adds to a refusal.
+#[derive(Debug, Clone, Default)]
+pub struct Extra<'a> {
+    /// The rule that decided (`policy/rule`), named in the problem body.
+    pub rule: Option<String>,
+    /// The `algs` parameter of a DPoP challenge (RFC 9449 7.1).
+    pub dpop_algs: Option<&'a str>,
+    /// A rule's own status and body.
+    pub custom: Option<&'a crate::policy::Custom>,
+}
+
 /// Renders the refusal for `reason`.
 pub fn deny(reason: Reason, realm: &str) -> Denial {
+    deny_with(reason, realm, &Extra::default())
+}
+
+/// Renders the refusal for `reason`, with a policy's rule, DPoP algorithms or custom
+/// status and body.
+pub fn deny_with(reason: Reason, realm: &str, extra: &Extra<'_>) -> Denial {
     let spec = reason.spec();
     let mut headers = Vec::with_capacity(3);
-    if let Some(challenge) = challenge(reason, realm) {
+    if let Some(challenge) = challenge_with(reason, realm, extra.dpop_algs) {
         headers.push(("www-authenticate".to_owned(), challenge));
     }
-    headers.push(("content-type".to_owned(), "application/problem+json".to_owned()));
+    let status = extra.custom.and_then(|c| c.status).unwrap_or(spec.status);
+    let (body, content_type) = match extra.custom.and_then(|c| c.body.clone().map(|b| (b, c.content_type))) {
+        Some((b, ct)) => (b, ct.unwrap_or("text/plain").to_owned()),
+        None => {
+            let mut v = serde_json::json!({
+                "type": problem_type(reason),
+                "title": spec.title,
+                "status": status,
+                "detail": spec.description,
+                "reason": spec.code,
+            });
+            if let (Some(rule), Some(obj)) = (&extra.rule, v.as_object_mut()) {
+                obj.insert("rule".to_owned(), serde_json::Value::String(rule.clone()));
+            }
+            (v.to_string(), "application/problem+json".to_owned())
+        }
+    };
+    headers.push(("content-type".to_owned(), content_type));
     headers.push(("cache-control".to_owned(), "no-store".to_owned()));
-    let body = serde_json::json!({
-        "type": problem_type(reason),
-        "title": spec.title,
-        "status": spec.status,
-        "detail": spec.description,
-        "reason": spec.code,
-    })
-    .to_string();
-    Denial {
-        status: spec.status,
-        headers,
-        body,
-    }
+    Denial { status, headers, body }
 }
 
 /// The `WWW-Authenticate` value (RFC 6750 3): a 401 always carries one; other
 /// statuses only when they are bearer errors.
 pub fn challenge(reason: Reason, realm: &str) -> Option<String> {
+    challenge_with(reason, realm, None)
+}
+
+fn challenge_with(reason: Reason, realm: &str, dpop_algs: Option<&str>) -> Option<String> {
     let spec = reason.spec();
+    let scheme = if reason.is_dpop() { "DPoP" } else { "Bearer" };
+    let algs = match (reason.is_dpop(), dpop_algs) {
+        (true, Some(a)) => format!(", algs=\"{a}\""),
+        _ => String::new(),
+    };
     match spec.bearer_error {
-        None if spec.status == 401 => Some(format!("Bearer realm=\"{realm}\"")),
+        None if spec.status == 401 => Some(format!("{scheme} realm=\"{realm}\"{algs}")),
         None => None,
         Some(e) => Some(format!(
-            "Bearer realm=\"{realm}\", error=\"{}\", error_description=\"{}\"",
+            "{scheme} realm=\"{realm}\", error=\"{}\", error_description=\"{}\"{algs}",
             e.as_str(),
             spec.description
         )),

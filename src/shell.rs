@@ -78,6 +78,8 @@ struct Waiter {
     since_ms: u64,
     deadline_ms: u64,
     version_at_start: u64,
+    /// What this request already waited for: it waits at most once per kind.
+    waited: Vec<Wait>,
 }
 
 /// The metrics of one configuration, defined at configure time, and the record settings.
@@ -184,6 +186,8 @@ impl Meters {
 
 /// One worker's (one Wasm VM's) state, shared by its root and HTTP contexts.
 struct Worker {
+    /// DPoP proof `jti`s seen by this worker (RFC 9449 replay detection).
+    replay: Rc<RefCell<crate::replay::ReplayCache>>,
     me: u64,
     config: Option<Rc<Config>>,
     meters: Option<Rc<Meters>>,
@@ -198,6 +202,7 @@ struct Worker {
 impl Worker {
     fn new() -> Worker {
         Worker {
+            replay: Rc::new(RefCell::new(crate::replay::ReplayCache::new(1))),
             me: random_u64() | 1,
             config: None,
             meters: None,
@@ -349,6 +354,9 @@ impl RootContext for Root {
                 );
                 let remote = !sources(&cfg).is_empty();
                 w.meters = Some(Rc::new(Meters::define(&cfg, w.me)));
+                w.replay = Rc::new(RefCell::new(crate::replay::ReplayCache::new(
+                    cfg.authorization.dpop.replay_cache_size,
+                )));
                 w.snapshot = Snapshot::new(&cfg);
                 w.loaded.clear();
                 w.config = Some(Rc::new(cfg));
@@ -594,6 +602,32 @@ impl Root {
                 continue; // the request is gone
             }
             let req = Request::new(read_request_headers());
+            // The keys may have arrived while the revocation list has not (or the other
+            // way round): wait once more, for something not waited for yet, within the
+            // same deadline.
+            if now < waiter.deadline_ms {
+                let again = decide_timed(&self.worker, &req, now, true);
+                if let Verdict::Wait(next) = again.verdict {
+                    if next != waiter.wait && !waiter.waited.contains(&next) {
+                        let version_at_start = wait_source(cfg, next)
+                            .and_then(|src| info(cfg, src))
+                            .map_or(0, |si| read_state(&si.id).0.version);
+                        let mut waited = waiter.waited.clone();
+                        waited.push(waiter.wait);
+                        if let Ok(mut w) = self.worker.try_borrow_mut() {
+                            w.waiting.push(Waiter {
+                                context_id: waiter.context_id,
+                                wait: next,
+                                since_ms: now,
+                                deadline_ms: waiter.deadline_ms,
+                                version_at_start,
+                                waited,
+                            });
+                            continue;
+                        }
+                    }
+                }
+            }
             let decision = decide_timed(&self.worker, &req, now, false);
             finish(&self.worker, decision, true);
         }
@@ -658,6 +692,17 @@ fn load(worker: &RefCell<Worker>, cfg: &Config, src: Source, si: &SourceInfo, no
     }
 }
 
+fn wait_source(cfg: &Config, w: Wait) -> Option<Source> {
+    match w {
+        Wait::FirstKeys { provider } | Wait::UnknownKid { provider } => cfg
+            .providers
+            .get(provider)
+            .filter(|p| p.remote.is_some())
+            .map(|_| Source::Keys(provider)),
+        Wait::RevocationList => cfg.revocation.remote.as_ref().map(|_| Source::Revocation),
+    }
+}
+
 /// Whether what a waiter waits for has happened.
 fn settled(cfg: &Config, w: &Waiter) -> bool {
     let src = match w.wait {
@@ -717,6 +762,31 @@ fn parse_jwks(doc: &[u8]) -> Option<JwkSet> {
 fn parse_revocation(doc: &[u8]) -> Option<RevocationList> {
     let v = crate::json::parse_strict(doc).ok()?;
     RevocationList::from_value(&v, "$").ok()
+}
+
+/// The connection facts policies need, read from Envoy properties (only when the core
+/// asks: a policy exists, or the token carries `cnf` or came with the DPoP scheme).
+fn read_connection() -> crate::policy::Connection {
+    let text = |path: Vec<&str>| {
+        hostcalls::get_property(path)
+            .ok()
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|s| !s.is_empty())
+    };
+    let port = hostcalls::get_property(vec!["destination", "port"])
+        .ok()
+        .flatten()
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .and_then(|b| u16::try_from(u64::from_le_bytes(b)).ok());
+    crate::policy::Connection {
+        peer_uri_san: text(vec!["connection", "uri_san_peer_certificate"]),
+        peer_cert_sha256: text(vec!["connection", "sha256_peer_certificate_digest"]),
+        source_ip: text(vec!["source", "address"]).and_then(|a| crate::matcher::address_ip(&a)),
+        destination_ip: text(vec!["destination", "address"]).and_then(|a| crate::matcher::address_ip(&a)),
+        destination_port: port,
+        sni: text(vec!["connection", "requested_server_name"]),
+    }
 }
 
 fn read_request_headers() -> Vec<(String, String)> {
@@ -782,7 +852,14 @@ fn decide_timed(worker: &RefCell<Worker>, req: &Request, now: u64, may_wait: boo
     let started = Instant::now();
     let mut d = match worker.try_borrow() {
         Ok(w) => match &w.config {
-            Some(cfg) => decision::decide_live(cfg, &w.snapshot, req, now / 1000, may_wait),
+            Some(cfg) => {
+                let env = decision::Env {
+                    snapshot: &w.snapshot,
+                    connection: &read_connection,
+                    replay: &w.replay,
+                };
+                decision::decide_live(cfg, &env, req, now / 1000, may_wait)
+            }
             None => decision::unconfigured(req),
         },
         Err(_) => decision::unconfigured(req),
@@ -859,6 +936,7 @@ impl Http {
                 since_ms: now,
                 deadline_ms: now + wait_ms,
                 version_at_start,
+                waited: Vec::new(),
             });
             Action::Pause
         } else {

@@ -40,6 +40,8 @@ pub struct Record {
     pub verify_us: Option<u64>,
     /// Leak kinds found in the request.
     pub leaks: Vec<&'static str>,
+    /// AUDIT policy rules that matched.
+    pub audit: Vec<String>,
 }
 
 impl Record {
@@ -58,6 +60,7 @@ impl Record {
             "rule": self.rule,
             "verify_us": self.verify_us,
             "leaks": self.leaks,
+            "audit": self.audit,
         })
     }
 }

@@ -36,3 +36,5 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+pub mod mesh;
+pub mod pki;
