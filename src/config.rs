@@ -210,6 +210,8 @@ pub struct Config {
     /// Token-bound service policies (Istio AuthorizationPolicy vocabulary) and the
     /// RFC 8705 / RFC 9449 binding checks.
     pub authorization: crate::policy::Policies,
+    /// Verified tokens remembered per worker (0 disables the cache).
+    pub token_cache_size: usize,
     /// Non-fatal notes from parsing (e.g. JWKs skipped), for the shell to log.
     pub notes: Vec<String>,
 }
@@ -264,6 +266,7 @@ impl Config {
                 "dryRun",
                 "telemetry",
                 "authorization",
+                "tokenCacheSize",
             ],
         )?;
         let requirement = match top.opt_str("requirement")? {
@@ -299,6 +302,11 @@ impl Config {
             None => Telemetry::default(),
             Some(t) => parse_telemetry(t, "$.telemetry")?,
         };
+        let token_cache_size = top
+            .opt_u64_in("tokenCacheSize", 0, 1_000_000)?
+            .map_or(crate::cache::DEFAULT_ENTRIES, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            });
         let authorization = match top.opt("authorization") {
             None => crate::policy::Policies::default(),
             Some(a) => crate::policy::Policies::parse(a, "$.authorization")?,
@@ -317,6 +325,7 @@ impl Config {
             dry_run,
             telemetry,
             authorization,
+            token_cache_size,
             notes: Vec::new(),
         };
         for (i, p) in list.iter().enumerate() {

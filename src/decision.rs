@@ -5,6 +5,7 @@
 //! through [`Decision`], with its reason and its record.
 
 use crate::binding::Presentation;
+use crate::cache::{self, TokenCache};
 use crate::claims;
 use crate::config::Location;
 use crate::config::{Config, Requirement, DEFAULT_REALM};
@@ -15,10 +16,14 @@ use crate::reason::Reason;
 use crate::replay::ReplayCache;
 use crate::request::{Mutation, Request};
 use crate::response::{self, Denial};
+use crate::snapshot::LiveKeys;
 use crate::snapshot::{LiveList, Snapshot};
 use crate::telemetry::{self, Record};
 use crate::verifier::{self, Failure, Stop, Wait};
+use sha2::{Digest, Sha256};
 use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
 
 /// Let the request through (after the mutations) or answer it locally.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +54,7 @@ pub struct Env<'a> {
     pub snapshot: &'a Snapshot,
     pub connection: &'a dyn Fn() -> Connection,
     pub replay: &'a RefCell<ReplayCache>,
+    pub cache: &'a RefCell<TokenCache>,
 }
 
 /// Decides `req` under `cfg` at time `now` (seconds since the epoch), with inline keys,
@@ -56,10 +62,12 @@ pub struct Env<'a> {
 pub fn decide(cfg: &Config, req: &Request, now: u64) -> Decision {
     let snapshot = Snapshot::new(cfg);
     let replay = RefCell::new(ReplayCache::new(cfg.authorization.dpop.replay_cache_size));
+    let cache = RefCell::new(TokenCache::new(0));
     let env = Env {
         snapshot: &snapshot,
         connection: &Connection::default,
         replay: &replay,
+        cache: &cache,
     };
     decide_live(cfg, &env, req, now, false)
 }
@@ -153,25 +161,72 @@ fn decide_token(
     record.fingerprint = Some(telemetry::fingerprint(&one.token));
     record.location = cfg.locations.get(one.location).map(|l| l.describe());
 
-    let verified = match verifier::verify_live(cfg, snap, one.location, &one.token, now, may_wait) {
-        Ok(v) => v,
-        Err(Stop::Wait(w)) => return wait(w, mutations, record),
-        Err(Stop::Fail(f)) => return fail(cfg, env, req, now, f, &[one], mutations, record),
+    // The verified-token cache (a hit skips parsing and the signature only), then full
+    // verification.
+    let digest: [u8; 32] = Sha256::digest(one.token.as_bytes()).into();
+    let key_set = |p: usize| match snap.keys.get(p) {
+        Some(LiveKeys::Ready { keys, .. }) => Arc::as_ptr(keys) as usize,
+        _ => 0,
     };
-    let Some(provider) = cfg.providers.get(verified.provider) else {
+    let cached = match env.cache.try_borrow_mut() {
+        Ok(mut c) if one.token.len() <= cache::MAX_CACHED_TOKEN_BYTES => c.get(&digest, key_set, now).filter(|e| {
+            cfg.providers
+                .get(e.provider)
+                .is_some_and(|p| p.locations.contains(&one.location))
+        }),
+        _ => None,
+    };
+    record.cache_hit = Some(cached.is_some());
+    let entry = match cached {
+        Some(e) => {
+            let checked = cfg.providers.get(e.provider).map_or(Err(Reason::ConfigInvalid), |p| {
+                verifier::check_claims(p, &e.claims, now)
+            });
+            if let Err(reason) = checked {
+                let f = Failure {
+                    reason,
+                    provider: Some(e.provider),
+                };
+                return fail(cfg, env, req, now, f, &[one], mutations, record);
+            }
+            e
+        }
+        None => {
+            let v = match verifier::verify_live(cfg, snap, one.location, &one.token, now, may_wait) {
+                Ok(v) => v,
+                Err(Stop::Wait(w)) => return wait(w, mutations, record),
+                Err(Stop::Fail(f)) => return fail(cfg, env, req, now, f, &[one], mutations, record),
+            };
+            let e = cache::Entry {
+                provider: v.provider,
+                key: v.key,
+                key_set: key_set(v.provider),
+                kid: v.jws.kid,
+                exp: v.jws.claims.get("exp").and_then(|x| x.as_f64()),
+                claims: Rc::new(v.jws.claims),
+            };
+            if one.token.len() <= cache::MAX_CACHED_TOKEN_BYTES {
+                if let Ok(mut c) = env.cache.try_borrow_mut() {
+                    c.insert(digest, e.clone());
+                }
+            }
+            e
+        }
+    };
+    let Some(provider) = cfg.providers.get(entry.provider) else {
         return deny(cfg, Failure::from(Reason::ConfigInvalid), record);
     };
-    let claims = &verified.jws.claims;
+    let claims: &serde_json::Map<String, serde_json::Value> = &entry.claims;
     // Revocation: inline and remote lists, by jti, sub and the token's hash.
     let jti = claims.get("jti").and_then(|v| v.as_str());
     let sub = claims.get("sub").and_then(|v| v.as_str());
-    let hash = telemetry::token_hash(&one.token);
+    let hash = crate::b64::encode(&digest);
     let remote_list = match (&snap.revocation, &cfg.revocation.remote) {
         (LiveList::Ready { list, stale }, Some(r)) => {
             if *stale && r.fail_closed {
                 let f = Failure {
                     reason: Reason::RevocationUnavailable,
-                    provider: Some(verified.provider),
+                    provider: Some(entry.provider),
                 };
                 return fail(cfg, env, req, now, f, &[one], mutations, record);
             }
@@ -183,7 +238,7 @@ fn decide_token(
         (LiveList::Pending, Some(r)) if r.fail_closed => {
             let f = Failure {
                 reason: Reason::RevocationUnavailable,
-                provider: Some(verified.provider),
+                provider: Some(entry.provider),
             };
             return fail(cfg, env, req, now, f, &[one], mutations, record);
         }
@@ -192,12 +247,12 @@ fn decide_token(
     if cfg.revocation.inline.revokes(jti, sub, &hash) || remote_list.is_some_and(|l| l.revokes(jti, sub, &hash)) {
         let f = Failure {
             reason: Reason::TokenRevoked,
-            provider: Some(verified.provider),
+            provider: Some(entry.provider),
         };
         return fail(cfg, env, req, now, f, &[one], mutations, record);
     }
     record.provider = Some(provider.name.clone());
-    record.kid = verified.jws.kid.clone();
+    record.kid = entry.kid.clone();
     record.subject = claims.get("sub").and_then(|v| v.as_str()).map(str::to_owned);
     record.jti = claims.get("jti").and_then(|v| v.as_str()).map(str::to_owned);
     record.decision = "allow";
@@ -217,7 +272,7 @@ fn decide_token(
         Err(denial) => {
             let mut m = mutations;
             m.extend(extractor::removal(req, &[one]));
-            return policy_denial(cfg, denial, Some(verified.provider), m, record);
+            return policy_denial(cfg, denial, Some(entry.provider), m, record);
         }
     };
     // A DPoP proof is good for one hop only.
@@ -229,7 +284,8 @@ fn decide_token(
         mutations.extend(extractor::removal(req, &[one]));
     }
     if let Some(h) = &provider.output_payload_to_header {
-        mutations.push(Mutation::Set(h.clone(), verified.jws.payload_b64.to_owned()));
+        let payload = one.token.split('.').nth(1).unwrap_or("");
+        mutations.push(Mutation::Set(h.clone(), payload.to_owned()));
     }
     for ch in &provider.output_claim_to_headers {
         if let Some(v) = claims::header_value(claims, &ch.claim) {
@@ -240,7 +296,7 @@ fn decide_token(
         Decision {
             verdict: Verdict::Allow,
             reason: None,
-            provider: Some(verified.provider),
+            provider: Some(entry.provider),
             mutations,
             record,
         },

@@ -12,6 +12,7 @@
 pub mod algorithm;
 pub mod b64;
 pub mod binding;
+pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod decision;

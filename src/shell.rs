@@ -152,6 +152,11 @@ impl Meters {
         for k in &d.record.leaks {
             self.count(&Metric::Leaks(k));
         }
+        match d.record.cache_hit {
+            Some(true) => self.count(&Metric::TokenCache("hit")),
+            Some(false) => self.count(&Metric::TokenCache("miss")),
+            None => {}
+        }
         if let Some(us) = d.record.verify_us {
             self.record(&Metric::VerifyDuration, us);
         }
@@ -188,6 +193,8 @@ impl Meters {
 struct Worker {
     /// DPoP proof `jti`s seen by this worker (RFC 9449 replay detection).
     replay: Rc<RefCell<crate::replay::ReplayCache>>,
+    /// Verified tokens (per worker).
+    cache: Rc<RefCell<crate::cache::TokenCache>>,
     me: u64,
     config: Option<Rc<Config>>,
     meters: Option<Rc<Meters>>,
@@ -203,6 +210,7 @@ impl Worker {
     fn new() -> Worker {
         Worker {
             replay: Rc::new(RefCell::new(crate::replay::ReplayCache::new(1))),
+            cache: Rc::new(RefCell::new(crate::cache::TokenCache::new(0))),
             me: random_u64() | 1,
             config: None,
             meters: None,
@@ -357,6 +365,7 @@ impl RootContext for Root {
                 w.replay = Rc::new(RefCell::new(crate::replay::ReplayCache::new(
                     cfg.authorization.dpop.replay_cache_size,
                 )));
+                w.cache = Rc::new(RefCell::new(crate::cache::TokenCache::new(cfg.token_cache_size)));
                 w.snapshot = Snapshot::new(&cfg);
                 w.loaded.clear();
                 w.config = Some(Rc::new(cfg));
@@ -857,6 +866,7 @@ fn decide_timed(worker: &RefCell<Worker>, req: &Request, now: u64, may_wait: boo
                     snapshot: &w.snapshot,
                     connection: &read_connection,
                     replay: &w.replay,
+                    cache: &w.cache,
                 };
                 decision::decide_live(cfg, &env, req, now / 1000, may_wait)
             }

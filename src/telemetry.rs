@@ -42,6 +42,8 @@ pub struct Record {
     pub leaks: Vec<&'static str>,
     /// AUDIT policy rules that matched.
     pub audit: Vec<String>,
+    /// Whether the verified-token cache answered (None: no token was verified).
+    pub cache_hit: Option<bool>,
 }
 
 impl Record {
@@ -61,6 +63,7 @@ impl Record {
             "verify_us": self.verify_us,
             "leaks": self.leaks,
             "audit": self.audit,
+            "cache_hit": self.cache_hit,
         })
     }
 }
@@ -96,6 +99,8 @@ pub enum Metric {
     KeySetAge(String),
     /// Credentials seen where they should not be, by kind.
     Leaks(&'static str),
+    /// Verified-token cache lookups, `hit` or `miss`.
+    TokenCache(&'static str),
     /// Signature verification and claim checks, in microseconds.
     VerifyDuration,
 }
@@ -126,6 +131,7 @@ impl Metric {
             Metric::RevocationFetches(r) => format!("{METRIC_PREFIX}.revocation_fetches_total.result.{r}"),
             Metric::KeySetAge(p) => format!("{METRIC_PREFIX}.key_set_age_seconds.provider.{}", metric_label(p)),
             Metric::Leaks(k) => format!("{METRIC_PREFIX}.leaks_total.kind.{k}"),
+            Metric::TokenCache(r) => format!("{METRIC_PREFIX}.token_cache_total.result.{r}"),
             Metric::VerifyDuration => format!("{METRIC_PREFIX}.verify_duration_us"),
         }
     }
@@ -168,7 +174,7 @@ pub const STATS_TAGS: [(&str, &str); 5] = [
     ),
     (
         "result",
-        r"^wasmcustom\.hopguard\.(?:jwks_fetches_total\.provider\.[A-Za-z0-9_-]+|revocation_fetches_total)(\.result\.([a-z]+))$",
+        r"^wasmcustom\.hopguard\.(?:jwks_fetches_total\.provider\.[A-Za-z0-9_-]+|revocation_fetches_total|token_cache_total)(\.result\.([a-z]+))$",
     ),
     ("kind", r"^wasmcustom\.hopguard\.leaks_total(\.kind\.([a-z_]+))$"),
 ];
@@ -190,6 +196,8 @@ pub fn metrics_of(cfg: &crate::config::Config) -> Vec<Metric> {
         out.push(Metric::RevocationFetches("failure"));
     }
     out.extend(LEAK_KINDS.iter().map(|k| Metric::Leaks(k)));
+    out.push(Metric::TokenCache("hit"));
+    out.push(Metric::TokenCache("miss"));
     out.push(Metric::VerifyDuration);
     out
 }

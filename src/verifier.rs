@@ -161,8 +161,8 @@ fn verify_signature(provider: &Provider, keys: &[Key], jws: &Jws<'_>) -> Result<
     }
 }
 
-/// RFC 7519 4.1 claim checks, after the signature verified.
-fn check_claims(p: &Provider, claims: &Map<String, Value>, now: u64) -> Result<(), Reason> {
+/// RFC 7519 4.1 claim checks, after the signature verified (also for cache hits).
+pub fn check_claims(p: &Provider, claims: &Map<String, Value>, now: u64) -> Result<(), Reason> {
     let exp = numeric_date(claims, "exp")?;
     let nbf = numeric_date(claims, "nbf")?;
     let iat = numeric_date(claims, "iat")?;

@@ -405,3 +405,52 @@ fn an_unconfigured_filter_refuses_everything() {
     assert_eq!(denial.status, 503);
     assert!(!denial.headers.iter().any(|(n, _)| n == "www-authenticate"));
 }
+
+#[test]
+fn the_token_cache_skips_the_signature_but_never_the_checks() {
+    use hopguard::cache::TokenCache;
+    use hopguard::decision::{decide_live, Env};
+    use hopguard::policy::Connection;
+    use hopguard::replay::ReplayCache;
+    use hopguard::snapshot::Snapshot;
+    use std::cell::RefCell;
+
+    let mut top = json!({"revocation": {"jtis": ["dead"]}});
+    top["providers"] = json!([base_provider()]);
+    let c = Config::from_value(&top).unwrap();
+    let snapshot = Snapshot::new(&c);
+    let replay = RefCell::new(ReplayCache::new(10));
+    let cache = RefCell::new(TokenCache::new(100));
+    let env = Env {
+        snapshot: &snapshot,
+        connection: &Connection::default,
+        replay: &replay,
+        cache: &cache,
+    };
+    let mut claims = good_claims();
+    claims["exp"] = json!(NOW + 100);
+    let t = signer("RS256").token(&claims);
+    let first = decide_live(&c, &env, &bearer(&t), NOW, false);
+    assert_eq!(
+        (first.verdict.clone(), first.record.cache_hit),
+        (Verdict::Allow, Some(false))
+    );
+    let second = decide_live(&c, &env, &bearer(&t), NOW + 1, false);
+    assert_eq!(
+        (second.verdict.clone(), second.record.cache_hit),
+        (Verdict::Allow, Some(true))
+    );
+    assert_eq!(first.mutations, second.mutations, "a hit decides exactly as a miss");
+    // Expiry is checked at every request, cached or not.
+    let late = decide_live(&c, &env, &bearer(&t), NOW + 100 + 60, false);
+    assert_eq!(reason_of(&late), Some(Reason::TokenExpired));
+    // Revocation runs after the cache.
+    claims["jti"] = json!("dead");
+    let dead = signer("RS256").token(&claims);
+    let _ = decide_live(&c, &env, &bearer(&dead), NOW, false);
+    assert_eq!(
+        reason_of(&decide_live(&c, &env, &bearer(&dead), NOW, false)),
+        Some(Reason::TokenRevoked)
+    );
+    assert!(cache.borrow().hits >= 1);
+}

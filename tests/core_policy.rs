@@ -53,10 +53,12 @@ fn run(cfg: &Config, method: &str, path: &str, auth: Option<&str>, conn: Connect
     };
     let snapshot = Snapshot::new(cfg);
     let replay = RefCell::new(ReplayCache::new(100));
+    let cache = RefCell::new(hopguard::cache::TokenCache::new(100));
     let env = Env {
         snapshot: &snapshot,
         connection: &read,
         replay: &replay,
+        cache: &cache,
     };
     let decision = decide_live(cfg, &env, &Request::new(headers), NOW, false);
     Run {

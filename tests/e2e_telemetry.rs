@@ -207,6 +207,18 @@ fn metrics_records_and_access_log_are_exact_and_never_leak() {
     if histogram_count != Some(12.0) {
         wrong.push(format!("verify_duration_us count: want 12, got {histogram_count:?}"));
     }
+    // Cache hits depend on which of the two workers took each request; hits + misses do not.
+    let cache = |r: &str| {
+        series
+            .get(&format!("hopguard_token_cache_total{{result=\"{r}\"}}"))
+            .copied()
+    };
+    match (cache("hit"), cache("miss")) {
+        (Some(h), Some(m)) if h + m == 12.0 && h >= 1.0 => {}
+        other => wrong.push(format!(
+            "token cache hit/miss: want a sum of 12 with hits, got {other:?}"
+        )),
+    }
     assert!(series.len() < 200, "cardinality: {} series", series.len());
     assert!(
         wrong.is_empty(),
