@@ -77,15 +77,13 @@ pub fn decide(cfg: &Config, req: &Request, now: u64) -> Decision {
 /// [`Verdict::Wait`].
 pub fn decide_live(cfg: &Config, env: &Env<'_>, req: &Request, now: u64, may_wait: bool) -> Decision {
     let leaks = leakguard::scan(cfg, req);
-    // Headers hopguard writes are never taken from the client; leaked credentials go too
-    // when the leak guard strips.
+    // Headers hopguard writes are never taken from the client.
     let mut base: Vec<Mutation> = Vec::new();
     for h in cfg.output_headers() {
         if req.header(h).is_some() && !base.iter().any(|m| matches!(m, Mutation::Remove(x) if x == h)) {
             base.push(Mutation::Remove(h.to_owned()));
         }
     }
-    base.extend(leaks.mutations);
     let record = Record {
         request_id: request_id(req),
         route: Some(req.path().split('?').next().unwrap_or("/").chars().take(256).collect()),
@@ -99,6 +97,12 @@ pub fn decide_live(cfg: &Config, env: &Env<'_>, req: &Request, now: u64, may_wai
             d.record.decision = "dry_run_deny";
             d.mutations = base;
         }
+    }
+    // Leaked credentials go last, computed against the request as already changed: two
+    // rewrites of `:path` from the same original would undo each other.
+    if !leaks.mutations.is_empty() && !matches!(d.verdict, Verdict::Wait(_)) {
+        let after = req.applied(&d.mutations);
+        d.mutations.extend(leakguard::scan(cfg, &after).mutations);
     }
     if cfg.telemetry.hash_subject {
         d.record.subject = d
@@ -125,7 +129,10 @@ fn decide_token(
     let one = match candidates.as_slice() {
         [] => {
             if cfg.requirement == Requirement::Required {
-                return deny(cfg, Failure::from(Reason::TokenMissing), record);
+                // Forged output headers still go, before the access log reads them.
+                let mut d = deny(cfg, Failure::from(Reason::TokenMissing), record);
+                d.mutations = mutations;
+                return d;
             }
             let dry = match authorize(cfg, env, req, now, None, &mut record) {
                 Ok(dry) => dry,

@@ -28,6 +28,22 @@ impl Request {
     pub fn path(&self) -> &str {
         self.header(":path").unwrap_or("/")
     }
+
+    /// The request as it is after `mutations`, applied in order as the shell does.
+    pub fn applied(&self, mutations: &[Mutation]) -> Request {
+        let mut headers = self.headers.clone();
+        for m in mutations {
+            match m {
+                Mutation::Remove(name) => headers.retain(|(n, _)| n != name),
+                Mutation::Add(name, value) => headers.push((name.clone(), value.clone())),
+                Mutation::Set(name, value) => {
+                    headers.retain(|(n, _)| n != name);
+                    headers.push((name.clone(), value.clone()));
+                }
+            }
+        }
+        Request { headers }
+    }
 }
 
 /// One change to the request headers, applied in order by the shell.

@@ -454,3 +454,30 @@ fn the_token_cache_skips_the_signature_but_never_the_checks() {
     );
     assert!(cache.borrow().hits >= 1);
 }
+
+#[test]
+fn leak_stripping_and_token_removal_compose_and_missing_token_refusals_keep_removals() {
+    let mut top = json!({"telemetry": {"leakGuard": "strip"}});
+    top["providers"] = json!([base_provider()]);
+    let c = Config::from_value(&top).unwrap();
+    let t = signer("ES256").token(&good_claims());
+    let leaked = signer("EdDSA").token(&json!({"iss": "https://elsewhere"}));
+    // Token in a parameter and a leaked JWT in another: both leave the path.
+    let req = Request::new(vec![
+        (":method".into(), "GET".into()),
+        (":path".into(), format!("/o?access_token={t}&debug={leaked}&page=2")),
+    ]);
+    let d = decide(&c, &req, NOW);
+    assert_eq!(d.verdict, Verdict::Allow);
+    assert_eq!(req.applied(&d.mutations).path(), "/o?page=2");
+    // No token, a forged claim header and a leaked JWT: the refusal still removes both.
+    let req = Request::new(vec![
+        (":path".into(), "/o".into()),
+        ("x-sub".into(), "admin".into()),
+        ("x-forwarded-token".into(), leaked.clone()),
+    ]);
+    let d = decide(&c, &req, NOW);
+    assert_eq!(d.reason, Some(Reason::TokenMissing));
+    let after = req.applied(&d.mutations);
+    assert_eq!((after.header("x-sub"), after.header("x-forwarded-token")), (None, None));
+}
