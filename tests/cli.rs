@@ -118,6 +118,15 @@ fn help_version_and_usage_errors() {
             vec!["explain", "--config", "-", "--token", "-"],
             "cannot both read stdin",
         ),
+        (
+            vec!["explain", "--config", "x", "--peer", "https://web.example.com"],
+            "is not a SPIFFE ID",
+        ),
+        (vec!["explain", "--config", "x", "--peer", ""], "is not a SPIFFE ID"),
+        (
+            vec!["explain", "--config", "x", "--peer-cert-sha256", "abcd"],
+            "is not a SHA-256 digest",
+        ),
         (vec!["oci-image", "--wasm", "x"], "--wasm and --out are required"),
         (vec!["check", "/nonexistent/hopguard.json"], "cannot read"),
     ] {
@@ -454,6 +463,149 @@ fn explain_takes_fetched_keys_from_a_file() {
     );
 }
 
+/// `--peer` and `--peer-cert-sha256` describe the mTLS connection: policies on principals and
+/// namespaces, and workload and certificate binding, are decided as the filter decides them.
+#[test]
+fn explain_applies_the_peer_identity_and_certificate() {
+    let dir = TempDir::new("cli-peer");
+    let s = signer();
+    let frontend = "spiffe://cluster.local/ns/web/sa/frontend";
+    let mut cfg = config(&s);
+    cfg["authorization"] = json!({"policies": [
+        {"name": "deny-dev", "action": "DENY", "rules": [{"from": [{"source": {"namespaces": ["dev"]}}]}]},
+        {"name": "orders", "action": "ALLOW", "rules": [
+            {"name": "read", "from": [{"source": {"principals": ["cluster.local/ns/web/sa/frontend"]}}],
+             "to": [{"operation": {"methods": ["GET"]}}]},
+            {"name": "write", "to": [{"operation": {"methods": ["POST"]}}],
+             "bind": {"workload": {"claim": "azp"}, "certificate": true}}
+        ]}
+    ]});
+    let cfg = write(&dir, "c.json", &cfg.to_string());
+    let at = mint::now();
+    // The peer's certificate digest (hex, as Envoy reports it) and the token bound to it.
+    let digest: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(7).wrapping_add(3)).collect();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let colons: String = digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":");
+    let mut claims = mint::claims(ISS, AUD, "alice", at);
+    claims["azp"] = json!(frontend);
+    claims["cnf"] = json!({"x5t#S256": hopguard::b64::encode(&digest)});
+    let bound = s.token(&claims);
+
+    let explain = |method: &str, extra: &[&str]| {
+        let at = at.to_string();
+        let mut args = vec![
+            "explain", "--config", &cfg, "--token", &bound, "--method", method, "--at", &at,
+        ];
+        args.extend(extra);
+        args.extend(["-o", "json"]);
+        let r = run(&args);
+        let j = r.json();
+        (r.code, j)
+    };
+    let reason = |j: &Value| j["reason"]["code"].as_str().map(str::to_owned);
+
+    // GET: the read rule needs the frontend as the peer.
+    let (code, j) = explain("GET", &[]);
+    assert_eq!((code, reason(&j).as_deref()), (1, Some("cert_binding_mismatch")), "{j}");
+    assert!(
+        j["hints"]
+            .to_string()
+            .contains("the peer certificate's SHA-256 is unknown"),
+        "{j}"
+    );
+    let (code, j) = explain("GET", &["--peer", frontend, "--peer-cert-sha256", &hex]);
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(j["record"]["rule"], "orders/read");
+    assert_eq!(j["connection"], json!({"peer": frontend, "peerCertSha256": hex}));
+    // Istio's principal form (no scheme) and openssl's fingerprint form are the same peer.
+    let (code, j) = explain(
+        "GET",
+        &[
+            "--peer",
+            "cluster.local/ns/web/sa/frontend",
+            "--peer-cert-sha256",
+            &colons,
+        ],
+    );
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(j["connection"], json!({"peer": frontend, "peerCertSha256": hex}));
+    // Another workload: no ALLOW rule; a workload in dev: the DENY rule.
+    let (code, j) = explain(
+        "GET",
+        &[
+            "--peer",
+            "spiffe://cluster.local/ns/web/sa/other",
+            "--peer-cert-sha256",
+            &hex,
+        ],
+    );
+    assert_eq!((code, reason(&j).as_deref()), (1, Some("policy_no_match")), "{j}");
+    assert!(
+        j["hints"]
+            .to_string()
+            .contains("the calling workload (mTLS peer) is spiffe://cluster.local/ns/web/sa/other"),
+        "{j}"
+    );
+    let (code, j) = explain(
+        "GET",
+        &[
+            "--peer",
+            "spiffe://cluster.local/ns/dev/sa/x",
+            "--peer-cert-sha256",
+            &hex,
+        ],
+    );
+    assert_eq!((code, reason(&j).as_deref()), (1, Some("policy_denied")), "{j}");
+    assert_eq!(j["record"]["rule"], "deny-dev/rules[0]");
+
+    // POST: the write rule binds the token to the calling workload (azp) and its certificate.
+    let (code, j) = explain("POST", &["--peer", frontend, "--peer-cert-sha256", &hex]);
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(j["record"]["rule"], "orders/write");
+    let other_cert = "ab".repeat(32);
+    let (code, j) = explain("POST", &["--peer", frontend, "--peer-cert-sha256", &other_cert]);
+    assert_eq!((code, reason(&j).as_deref()), (1, Some("cert_binding_mismatch")), "{j}");
+    assert!(
+        j["hints"].to_string().contains(&format!(
+            "token cnf x5t#S256 is {hex}; the peer certificate's SHA-256 is {other_cert}"
+        )),
+        "{j}"
+    );
+    let (code, j) = explain(
+        "POST",
+        &[
+            "--peer",
+            "spiffe://cluster.local/ns/web/sa/replayer",
+            "--peer-cert-sha256",
+            &hex,
+        ],
+    );
+    assert_eq!((code, reason(&j).as_deref()), (1, Some("workload_mismatch")), "{j}");
+
+    // Text output shows the connection.
+    let r = run(&[
+        "explain",
+        "--config",
+        &cfg,
+        "--token",
+        &bound,
+        "--at",
+        &at.to_string(),
+        "--peer",
+        frontend,
+        "--peer-cert-sha256",
+        &hex,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains(&format!("peer:     {frontend}, certificate SHA-256 {hex}\n")),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("not applied"), "{}", r.stdout);
+}
+
 /// `explain` and the filter in a real Envoy, same configuration, same tokens, same moment:
 /// same status, same WWW-Authenticate, same problem body, same decision record, and the request
 /// the upstream receives carries what `explain` says it would.
@@ -675,17 +827,36 @@ fn translate_inputs_are_valid_istio_resources() {
     }
 }
 
+/// Istio's sample JWK Set, key and tokens (istio/istio security/tools/jwt/samples), as used by
+/// Istio's task "Authorization with JWT": demo.jwt (no groups) and groups-scope.jwt (groups
+/// [group1, group2]), both from issuer and subject testing@secure.istio.io, RS256.
+const ISTIO_DEMO_JWT: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6IkRIRmJwb0lVcXJZOHQyenBBMnFYZkNtcjVWTzVaRXI0UnpIVV8tZW52dlEiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjQ2ODU5ODk3MDAsImZvbyI6ImJhciIsImlhdCI6MTUzMjM4OTcwMCwiaXNzIjoidGVzdGluZ0BzZWN1cmUuaXN0aW8uaW8iLCJzdWIiOiJ0ZXN0aW5nQHNlY3VyZS5pc3Rpby5pbyJ9.CfNnxWP2tcnR9q0vxyxweaF3ovQYHYZl82hAUsn21bwQd9zP7c-LS9qd_vpdLG4Tn1A15NxfCjp5f7QNBUo-KC9PJqYpgGbaXhaGx7bEdFWjcwv3nZzvc7M__ZpaCERdwU7igUmJqYGBYQ51vr2njU9ZimyKkfDe3axcyiBZde7G6dabliUosJvvKOPcKIWPccCgefSj_GNfwIip3-SsFdlR7BtbVUcqR-yv-XOxJ3Uc1MI0tz3uMiiZcyPV7sNCU4KRnemRIMHVOfuvHsU60_GhGbiSFzgPTAa9WTltbnarTbxudb_YEOx12JiwYToeX0DCPb43W1tzIBxgm8NxUg";
+const ISTIO_GROUPS_SCOPE_JWT: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6IkRIRmJwb0lVcXJZOHQyenBBMnFYZkNtcjVWTzVaRXI0UnpIVV8tZW52dlEiLCJ0eXAiOiJKV1QifQ.eyJleHAiOjM1MzczOTExMDQsImdyb3VwcyI6WyJncm91cDEiLCJncm91cDIiXSwiaWF0IjoxNTM3MzkxMTA0LCJpc3MiOiJ0ZXN0aW5nQHNlY3VyZS5pc3Rpby5pbyIsInNjb3BlIjpbInNjb3BlMSIsInNjb3BlMiJdLCJzdWIiOiJ0ZXN0aW5nQHNlY3VyZS5pc3Rpby5pbyJ9.EdJnEZSH6X8hcyEii7c8H5lnhgjB5dwo07M5oheC8Xz8mOllyg--AHCFWHybM48reunF--oGaG6IXVngCEpVF0_P5DwsUoBgpPmK1JOaKN6_pe9sh0ZwTtdgK_RP01PuI7kUdbOTlkuUi2AO-qUyOm7Art2POzo36DLQlUXv8Ad7NBOqfQaKjE9ndaPWT7aexUsBHxmgiGbz1SyLH879f7uHYPbPKlpHU6P9S-DaKnGLaEchnoKnov7ajhrEhGXAQRukhDPKUHO9L30oPIr5IJllEQfHYtt6IZvlNUGeLUcif3wpry1R5tBXRicx2sXMQ7LyuDremDbcNy_iE76Upg";
+
+/// The translated `authorization` section, checked by the filter's parser with a stand-in
+/// provider (a configuration needs one).
+fn accepted_with_a_provider(authorization: &Value) -> hopguard::config::Config {
+    let cfg = json!({
+        "providers": [{"issuer": ISS, "jwks": mint::jwks(&[&signer()])}],
+        "authorization": authorization,
+    });
+    hopguard::config::Config::from_value(&cfg).unwrap_or_else(|e| panic!("{e:?}\n{cfg:#}"))
+}
+
 #[test]
 fn translate_istios_documented_examples() {
     // Require JWT for app=httpbin: jwksUri through the Istio cluster; the AuthorizationPolicy that
-    // only asks for a principal makes the token required.
+    // asks for any request principal becomes the same policy, and a request without a token still
+    // passes authentication (allowMissing) to be refused by it with 403, as in Istio.
     let (r, j) = translate("request_authentication_examples.yaml");
     assert_eq!(r.code, 0, "{}", r.stdout);
     assert_eq!(
         j["config"],
         json!({"providers": [{"issuer": "issuer-foo", "jwksUri": "https://example.com/.well-known/jwks.json",
                               "cluster": "outbound|443||example.com"}],
-               "requirement": "required"})
+               "requirement": "allowMissing",
+               "authorization": {"policies": [{"name": "httpbin", "action": "ALLOW", "rules": [
+                   {"from": [{"source": {"requestPrincipals": ["*"]}}]}]}]}})
     );
     assert_eq!(j["valid"], true);
     let n = notes(&j);
@@ -693,14 +864,18 @@ fn translate_istios_documented_examples() {
         n.contains("selector {\"app\":\"httpbin\"} belongs on the WasmPlugin"),
         "{n}"
     );
-    assert!(n.contains("translated as requirement required"), "{n}");
+    assert!(n.contains("refuses it with 403 policy_no_match, as Istio does"), "{n}");
 
     // Mesh-wide in the root namespace.
     let (r, j) = translate("request_authentication_mesh.yaml");
     assert_eq!(r.code, 0);
     assert!(notes(&j).contains("mesh-wide (root namespace, no selector)"));
+    assert_eq!(
+        j["config"]["authorization"]["policies"][0]["name"],
+        "require-jwt-for-all"
+    );
 
-    // Issuers without keys or URLs: not expressible, and said so; per-host rules wait for policies.
+    // Issuers without keys or URLs: not expressible, and said so; the per-host rules translate.
     let (r, j) = translate("request_authentication_per_host.yaml");
     assert_eq!(r.code, 1);
     assert_eq!(j["valid"], false);
@@ -714,8 +889,13 @@ fn translate_istios_documented_examples() {
         n.contains("\"issuer-foo\" is not an http(s) URL for OpenID Connect discovery"),
         "{n}"
     );
-    assert!(n.contains("authorization rules wait for hopguard's policies"), "{n}");
     assert_eq!(j["error"]["path"], "$.providers[0].jwks");
+    assert_eq!(
+        j["config"]["authorization"]["policies"][0]["rules"][1],
+        json!({"from": [{"source": {"requestPrincipals": ["issuer-bar/*"]}}],
+               "to": [{"operation": {"hosts": ["another-host.com"]}}]})
+    );
+    accepted_with_a_provider(&j["config"]["authorization"]);
 
     // Every JWTRule field of the proto's doc comments (v1beta1).
     let (r, j) = translate("jwt_rule_fields.yaml");
@@ -741,24 +921,318 @@ fn translate_istios_documented_examples() {
     assert_eq!(p["cluster"], "outbound|443||example.com");
     let n = notes(&j);
     assert!(
-        n.contains("spaceDelimitedClaims only affects AuthorizationPolicy"),
+        n.contains(
+            "spaceDelimitedClaims [\"custom_scope\", \"provider.login.scope\", \"roles\"] only affects \
+                    AuthorizationPolicy claim matching, and the input has no AuthorizationPolicy"
+        ),
         "{n}"
     );
     assert!(n.contains("requireExpiration"), "{n}");
+    assert!(j["config"].get("authorization").is_none());
 
-    // AuthorizationPolicy alone: nothing to translate yet; each policy is noted.
+    // With an AuthorizationPolicy, the jwtRule's spaceDelimitedClaims reach the policies.
+    let fields = std::fs::read_to_string(repo_root().join("tests/data/istio/jwt_rule_fields.yaml")).unwrap();
+    let with_policy = format!(
+        "{fields}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: roles, \
+         namespace: bookstore}}\nspec:\n  rules:\n  - when: [{{key: \"request.auth.claims[roles]\", values: \
+         [admin]}}]\n"
+    );
+    let r = hopguard(&["translate", "-o", "json", "-"], &with_policy);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let j = r.json();
+    assert_eq!(
+        j["config"]["authorization"]["spaceDelimitedClaims"],
+        json!(["custom_scope", "provider.login.scope", "roles"])
+    );
+    assert!(notes(&j).contains("becomes authorization.spaceDelimitedClaims"));
+    let cfg = hopguard::config::Config::from_value(&j["config"]).unwrap();
+    assert!(cfg
+        .authorization
+        .space_delimited_claims
+        .contains(&"provider.login.scope".to_owned()));
+}
+
+/// The README's worked translation is what the tool writes.
+#[test]
+fn translate_writes_the_readmes_worked_translation() {
+    let (r, j) = translate("readme_worked_translation.yaml");
+    assert_eq!(r.code, 0, "{}", notes(&j));
+    assert_eq!(
+        j["config"],
+        json!({"providers": [{"issuer": "https://idp.example.com", "audiences": ["orders"],
+                              "jwksUri": "https://idp.example.com/.well-known/jwks.json",
+                              "cluster": "outbound|443||idp.example.com", "forwardOriginalToken": false}],
+               "requirement": "allowMissing",
+               "authorization": {"policies": [{"name": "orders", "action": "ALLOW", "rules": [{
+                   "from": [{"source": {"requestPrincipals": ["https://idp.example.com/*"], "namespaces": ["web"]}}],
+                   "to": [{"operation": {"methods": ["GET"], "paths": ["/orders/*"]}}],
+                   "when": [{"key": "request.auth.claims[scope]", "values": ["orders:read"]}]}]}]}})
+    );
+}
+
+/// Every example of Istio's authorization_policy.proto becomes a policy in the same words.
+#[test]
+fn translate_authorization_policies_into_the_filters_vocabulary() {
     let (r, j) = translate("authorization_policy_examples.yaml");
+    // No RequestAuthentication: no provider, so not yet a configuration; the policies are there.
     assert_eq!(r.code, 1);
+    assert_eq!(j["valid"], false);
+    assert_eq!(j["error"]["path"], "$.providers");
+    assert_eq!(j["config"]["requirement"], "allowMissing");
     let n = notes(&j);
-    assert!(
-        n.contains("AuthorizationPolicy foo/httpbin (document 1): action ALLOW"),
-        "{n}"
-    );
-    assert!(
-        n.contains("AuthorizationPolicy foo/httpbin (document 2): action DENY"),
-        "{n}"
-    );
     assert!(n.contains("no RequestAuthentication resource found"), "{n}");
+    let policies = j["config"]["authorization"]["policies"].as_array().unwrap().clone();
+    let summary: Vec<(&str, &str, usize, bool)> = policies
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap(),
+                p["action"].as_str().unwrap(),
+                p["rules"].as_array().map_or(0, Vec::len),
+                p["dryRun"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("httpbin", "ALLOW", 1, false),
+            ("httpbin-2", "DENY", 1, false),
+            ("httpbin-3", "DENY", 1, false),
+            ("anyname", "AUDIT", 1, false),
+            ("allow-nothing", "ALLOW", 0, false),
+            ("allow-all", "ALLOW", 1, false),
+            ("allow-nothing-2", "ALLOW", 0, false),
+            ("allow-nothing-3", "ALLOW", 0, false),
+            ("dry-run-example", "DENY", 1, true),
+        ]
+    );
+    // The rules are Istio's, word for word.
+    assert_eq!(
+        policies[0]["rules"][0],
+        json!({
+            "from": [{"source": {"principals": ["cluster.local/ns/default/sa/sleep"]}},
+                     {"source": {"namespaces": ["test"]}}],
+            "to": [{"operation": {"methods": ["GET"], "paths": ["/info*"]}},
+                   {"operation": {"methods": ["POST"], "paths": ["/data"]}}],
+            "when": [{"key": "request.auth.claims[iss]", "values": ["https://accounts.google.com"]}]
+        })
+    );
+    assert_eq!(
+        policies[2]["rules"][0],
+        json!({"to": [{"operation": {"methods": ["POST"], "ports": ["8080"]}}]})
+    );
+    assert_eq!(policies[5]["rules"], json!([{}]), "allow-all");
+    assert!(
+        n.contains("AuthorizationPolicy foo/httpbin (document 2): translated as policy \"httpbin-2\""),
+        "{n}"
+    );
+    assert!(
+        n.contains("AuthorizationPolicy dry-run-example (document 9): annotation istio.io/dry-run: \"true\" becomes dryRun: true"),
+        "{n}"
+    );
+    assert!(
+        n.contains(
+            "AuthorizationPolicy ns1/anyname (document 4): selector {\"app\":\"myapi\"} belongs on the WasmPlugin"
+        ),
+        "{n}"
+    );
+    assert!(
+        n.contains("AuthorizationPolicy ns1/anyname (document 4): applies to other workloads"),
+        "{n}"
+    );
+    // The filter's parser takes all of them.
+    let cfg = accepted_with_a_provider(&j["config"]["authorization"]);
+    assert_eq!(cfg.authorization.policies.len(), 9);
+    assert!(cfg.authorization.has_dry_run());
+
+    // v1beta1 reads the same; other groups and versions are skipped with a note.
+    let text =
+        std::fs::read_to_string(repo_root().join("tests/data/istio/authorization_policy_examples.yaml")).unwrap();
+    let beta = hopguard(
+        &["translate", "-o", "json", "-"],
+        &text.replace("security.istio.io/v1\n", "security.istio.io/v1beta1\n"),
+    );
+    assert_eq!(beta.json()["config"], j["config"]);
+    let alpha = hopguard(
+        &["translate", "-o", "json", "-"],
+        &text.replace("security.istio.io/v1\n", "security.istio.io/v1alpha9\n"),
+    );
+    assert!(alpha.json()["config"].get("authorization").is_none());
+    assert!(notes(&alpha.json()).contains("is not security.istio.io/v1 or v1beta1; skipped"));
+}
+
+/// CUSTOM, remoteIpBlocks, remote.ip and Envoy metadata: dropped the way Istio drops what it
+/// cannot evaluate (an ALLOW or AUDIT rule matches nothing, a DENY rule matches more), with notes.
+#[test]
+fn translate_drops_what_hopguard_cannot_evaluate_and_fails_closed() {
+    let (r, j) = translate("authorization_policy_unsupported.yaml");
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(j["valid"], true);
+    assert_eq!(
+        j["config"]["authorization"],
+        json!({"policies": [
+            // rules[0] (remoteIpBlocks only) is skipped: it matches nothing.
+            {"name": "ingress-policy", "action": "ALLOW", "rules": [
+                {"from": [{"source": {"ipBlocks": ["10.0.0.0/8"]}}], "to": [{"operation": {"paths": ["/internal/*"]}}]}]},
+            // The DENY rules lose remoteIpBlocks and the remote.ip condition: they deny more.
+            {"name": "ingress-deny", "action": "DENY", "rules": [
+                {"from": [{"source": {"ipBlocks": ["192.168.0.0/16"]}}]},
+                {"to": [{"operation": {"paths": ["/admin/*"]}}],
+                 "when": [{"key": "request.headers[x-admin]", "notValues": ["yes"]}]}]}
+        ]}),
+        "CUSTOM and the AUDIT policy whose only rule reads Envoy metadata are not translated"
+    );
+    let n = notes(&j);
+    for needle in [
+        "AuthorizationPolicy istio-system/ext-authz (document 2): action CUSTOM (external authorization through the \
+         extension provider \"sample-ext-authz-grpc\") is not supported by hopguard; not translated: keep this \
+         AuthorizationPolicy in Istio",
+        "AuthorizationPolicy istio-system/ingress-policy (document 3): rules[0].from[0].source.remoteIpBlocks: not \
+         supported",
+        "rules[0] skipped: it matches nothing here, as in Istio for an ALLOW rule it cannot evaluate",
+        "the rules after it are renumbered",
+        "AuthorizationPolicy istio-system/ingress-deny (document 4): rules[0].from[0].source.remoteIpBlocks",
+        "from[0].source.remoteIpBlocks dropped, so this DENY rule matches more requests than in Istio",
+        "rules[1].when[0].key: remote.ip is not supported",
+        "AuthorizationPolicy istio-system/mysql-tables (document 5): rules[0].when[0].key: \
+         experimental.envoy.filters.* (Envoy metadata) is not supported; rules[0] skipped: requests it matches are \
+         not marked audited",
+        "mysql-tables (document 5): no rule left, so it would never match; not translated",
+    ] {
+        assert!(n.contains(needle), "{needle}\nnot in:\n{n}");
+    }
+    hopguard::config::Config::from_value(&j["config"]).unwrap();
+
+    // A DENY source left empty matches any source: `from` goes, the rule denies every request to
+    // its paths, as Istio's would where it cannot read the client address.
+    let only_remote =
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: d, namespace: x}\n\
+                       spec:\n  action: DENY\n  rules:\n  - from: [{source: {remoteIpBlocks: [1.2.3.4]}}]\n    \
+                       to: [{operation: {paths: [/admin]}}]\n";
+    let j = hopguard(&["translate", "-o", "json", "-"], only_remote).json();
+    assert_eq!(
+        j["config"]["authorization"]["policies"][0]["rules"],
+        json!([{"to": [{"operation": {"paths": ["/admin"]}}]}])
+    );
+    assert!(notes(&j).contains("so from is dropped too"), "{}", notes(&j));
+}
+
+/// Whatever the input, what translate writes is a configuration the filter's parser accepts (given
+/// a provider, for inputs without a RequestAuthentication).
+#[test]
+fn translate_output_is_accepted_by_the_filters_parser() {
+    let mut files = 0;
+    for entry in std::fs::read_dir(repo_root().join("tests/data/istio")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let (r, j) = translate(&name);
+        assert_ne!(r.code, 2, "{name}: {}", r.stderr);
+        let config = &j["config"];
+        match hopguard::config::Config::from_value(config) {
+            Ok(_) => assert_eq!((r.code, &j["valid"]), (0, &json!(true)), "{name}"),
+            Err(e) => {
+                assert_eq!((r.code, &j["valid"]), (1, &json!(false)), "{name}");
+                assert_eq!(j["error"]["path"], e.path, "{name}");
+            }
+        }
+        if let Some(a) = config.get("authorization") {
+            accepted_with_a_provider(a);
+        }
+        files += 1;
+    }
+    assert!(files >= 8, "{files}");
+}
+
+/// Istio's tasks "Authorization with JWT" and "Authorization on HTTP traffic", translated and run
+/// in a real Envoy with Istio's own sample tokens: every status is the one Istio's documentation
+/// gives, and `explain` says the same.
+#[test]
+fn translated_istio_policies_behave_in_real_envoy_as_istio_documents() {
+    let dir = TempDir::new("cli-translate-e2e");
+    let mut configs = Vec::new();
+    let mut listeners = Vec::new();
+    for (listener, file) in [
+        ("jwt", "authorization_policy_jwt.yaml"),
+        ("get", "authorization_policy_http_get.yaml"),
+    ] {
+        let (r, j) = translate(file);
+        assert_eq!(r.code, 0, "{file}: {}", notes(&j));
+        let config = j["config"].clone();
+        hopguard::config::Config::from_value(&config).unwrap();
+        assert_eq!(config["requirement"], "allowMissing", "{file}");
+        listeners.push(Listener::new(listener).filter(hopguard_filter_yaml(&config.to_string())));
+        configs.push((listener, write(&dir, &format!("{listener}.json"), &config.to_string())));
+    }
+    let up = Upstream::start();
+    let envoy = Envoy::start(&bootstrap_yaml(&listeners, up.port()), 1);
+    let invalid = "invalidToken";
+    // (listener, method, token, status, reason): Istio's documented outcome for each request.
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, u16, Option<&'a str>);
+    let cases: [Case; 10] = [
+        // authz-jwt: "a request with an invalid JWT is denied" (401, by RequestAuthentication).
+        ("jwt", "GET", Some(invalid), 401, Some("token_malformed")),
+        // ... "a request without a JWT is denied" (403, by require-jwt).
+        ("jwt", "GET", None, 403, Some("policy_no_match")),
+        // ... demo.jwt has no groups claim: denied once the policy asks for group1.
+        ("jwt", "GET", Some(ISTIO_DEMO_JWT), 403, Some("policy_no_match")),
+        // ... groups-scope.jwt has groups [group1, group2]: allowed.
+        ("jwt", "GET", Some(ISTIO_GROUPS_SCOPE_JWT), 200, None),
+        // authz-http: productpage-viewer allows GET, anything else is "RBAC: access denied" (403).
+        ("get", "GET", None, 200, None),
+        ("get", "POST", None, 403, Some("policy_no_match")),
+        ("get", "GET", Some(ISTIO_DEMO_JWT), 200, None),
+        ("get", "POST", Some(ISTIO_DEMO_JWT), 403, Some("policy_no_match")),
+        (
+            "get",
+            "DELETE",
+            Some(ISTIO_GROUPS_SCOPE_JWT),
+            403,
+            Some("policy_no_match"),
+        ),
+        ("get", "GET", Some(invalid), 401, Some("token_malformed")),
+    ];
+    for (listener, method, token, want, reason) in cases {
+        let name = format!(
+            "{listener}: {method} with {}",
+            token.map_or("no token", |t| &t[..12.min(t.len())])
+        );
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = bearer.iter().map(|b| ("authorization", b.as_str())).collect();
+        let before = up.count();
+        let got = http::request(envoy.port(listener), method, "/headers", &headers);
+        assert_eq!(got.status, want, "{name}: {got:?}");
+        if want == 200 {
+            assert_eq!(up.count(), before + 1, "{name}");
+            if let Some(t) = token {
+                assert!(
+                    !up.requests()[before].mentions(t),
+                    "{name}: the token reached the upstream"
+                );
+            }
+        } else {
+            assert_eq!(up.count(), before, "{name}: refused requests never reach the upstream");
+            assert_eq!(got.json()["reason"].as_str(), reason, "{name}");
+        }
+
+        // explain, on the same translated configuration, agrees.
+        let config = &configs.iter().find(|(l, _)| *l == listener).unwrap().1;
+        let mut args = vec![
+            "explain", "--config", config, "--method", method, "--path", "/headers", "-o", "json",
+        ];
+        if let Some(t) = token {
+            args.extend(["--token", t]);
+        }
+        let r = run(&args);
+        assert_eq!(r.code, if want == 200 { 0 } else { 1 }, "{name}: {}", r.stdout);
+        let e = r.json();
+        assert_eq!(e["reason"]["code"].as_str(), reason, "{name}");
+        if want != 200 {
+            assert_eq!(e["status"], want, "{name}");
+            assert_eq!(e["response"]["body"], got.json(), "{name}: problem body");
+        } else if listener == "jwt" {
+            assert_eq!(e["record"]["rule"], "require-jwt/rules[0]", "{name}");
+        }
+    }
 }
 
 #[test]
@@ -766,7 +1240,8 @@ fn translate_text_output_is_the_config_with_notes_on_stderr() {
     let r = run(&["translate", "tests/data/istio/request_authentication_examples.yaml"]);
     assert_eq!(r.code, 0);
     let config: Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(config["requirement"], "required");
+    assert_eq!(config["requirement"], "allowMissing");
+    assert_eq!(config["authorization"]["policies"][0]["name"], "httpbin");
     assert!(r.stderr.lines().all(|l| l.starts_with("note: ")), "{}", r.stderr);
     // The output is a configuration `check` accepts.
     let checked = hopguard(&["check", "-"], &r.stdout);

@@ -178,25 +178,98 @@ fn alert_rules_pass_promtool_when_installed() {
     }
 }
 
+/// Every shipped Envoy config (`envoy/*.yaml`) that runs the hopguard filter turns its stats into
+/// the same Prometheus labels as the code (`stats_config.stats_tags` equal to
+/// [`hopguard::telemetry::STATS_TAGS`]), and every HTTP connection manager running the filter writes
+/// an access log with hopguard's filter-state fields.
 #[test]
 fn shipped_envoy_configs_extract_the_same_tags_as_the_code() {
-    let yaml = std::fs::read_to_string(repo_root().join("envoy/sidecar.yaml")).unwrap();
-    let v: Value = serde_norway::from_str(&yaml).unwrap();
-    let shipped: Vec<(String, String)> = v["stats_config"]["stats_tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["tag_name"].as_str().unwrap().to_owned(),
-                t["regex"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    const WASM: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+    const HCM: &str =
+        "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+    const FILTER_STATE: [&str; 4] = [
+        "%FILTER_STATE(wasm.hopguard_decision:PLAIN)%",
+        "%FILTER_STATE(wasm.hopguard_reason:PLAIN)%",
+        "%FILTER_STATE(wasm.hopguard_provider:PLAIN)%",
+        "%FILTER_STATE(wasm.hopguard_fingerprint:PLAIN)%",
+    ];
+    /// Every object under `v` whose `@type` is `ty` (YAML anchors already resolved).
+    fn typed<'a>(v: &'a Value, ty: &str, out: &mut Vec<&'a Value>) {
+        match v {
+            Value::Object(m) => {
+                if m.get("@type").and_then(Value::as_str) == Some(ty) {
+                    out.push(v);
+                }
+                m.values().for_each(|x| typed(x, ty, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| typed(x, ty, out)),
+            _ => {}
+        }
+    }
+    let is_hopguard = |wasm: &Value| wasm["config"]["root_id"] == "hopguard" || wasm["config"]["name"] == "hopguard";
     let code: Vec<(String, String)> = hopguard::telemetry::STATS_TAGS
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
-    assert_eq!(shipped, code);
-    assert!(yaml.contains("%FILTER_STATE(wasm.hopguard_decision:PLAIN)%"));
+    let mut paths: Vec<_> = std::fs::read_dir(repo_root().join("envoy"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    paths.sort();
+    let mut checked = Vec::new();
+    for path in paths {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let v: Value = serde_norway::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut wasm = Vec::new();
+        typed(&v, WASM, &mut wasm);
+        if !wasm.iter().any(|w| is_hopguard(w)) {
+            continue;
+        }
+        let shipped: Vec<(String, String)> = v["stats_config"]["stats_tags"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: no stats_config.stats_tags"))
+            .iter()
+            .map(|t| {
+                (
+                    t["tag_name"].as_str().unwrap().to_owned(),
+                    t["regex"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(shipped, code, "{name}: stats_tags");
+        let mut hcms = Vec::new();
+        typed(&v, HCM, &mut hcms);
+        let mut with_filter = 0;
+        for hcm in hcms {
+            let runs_hopguard = hcm["http_filters"].as_array().is_some_and(|fs| {
+                fs.iter()
+                    .any(|f| f["typed_config"]["@type"] == WASM && is_hopguard(&f["typed_config"]))
+            });
+            if !runs_hopguard {
+                continue;
+            }
+            with_filter += 1;
+            let logged: Vec<String> = hcm["access_log"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{name}: {} has no access_log", hcm["stat_prefix"]))
+                .iter()
+                .filter_map(|l| l["typed_config"]["log_format"]["json_format"].as_object())
+                .flat_map(|f| f.values().filter_map(Value::as_str).map(str::to_owned))
+                .collect();
+            for field in FILTER_STATE {
+                assert!(
+                    logged.iter().any(|l| l == field),
+                    "{name}: {}: no JSON access log field {field}",
+                    hcm["stat_prefix"]
+                );
+            }
+        }
+        assert!(
+            with_filter > 0,
+            "{name}: the hopguard filter outside an HTTP connection manager?"
+        );
+        checked.push(name);
+    }
+    assert_eq!(checked, ["edge.yaml", "sidecar.yaml"]);
 }

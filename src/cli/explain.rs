@@ -1,18 +1,28 @@
 //! `hopguard explain`: runs the filter's decision function on a described request and shows
 //! everything the filter would do, plus hints that answer "why?". The token and its signature
 //! are never printed: only its fingerprint, the one the filter logs.
+//!
+//! The request arrives over the connection `--peer` and `--peer-cert-sha256` describe (the mTLS
+//! peer's SPIFFE ID and certificate digest, the Envoy properties the filter reads), so policies on
+//! `principals`, `namespaces`, `bind.workload` and `bind.certificate` are explained too.
 
 use super::args::{Parsed, Spec};
 use super::check::refusal_log;
 use super::input::{config_documents, read_source, read_token};
 use super::{json_line, summary, time, Format, Outcome, EXIT_FAIL, EXIT_OK};
+use hopguard::cache::TokenCache;
 use hopguard::config::{Config, Location, Provider};
-use hopguard::decision::{self, Decision, Verdict};
+use hopguard::decision::{self, Decision, Env, Verdict};
 use hopguard::extractor;
+use hopguard::matcher::SPIFFE_SCHEME;
+use hopguard::policy::Connection;
 use hopguard::reason::Reason;
+use hopguard::replay::ReplayCache;
 use hopguard::request::{Mutation, Request};
+use hopguard::snapshot::Snapshot;
 use hopguard::{b64, json as strict_json, telemetry};
 use serde_json::{json, Map, Value};
+use std::cell::RefCell;
 
 pub const SPECS: &[Spec] = &[
     Spec::value("config"),
@@ -24,6 +34,7 @@ pub const SPECS: &[Spec] = &[
     Spec::many("header"),
     Spec::value("at"),
     Spec::value("peer"),
+    Spec::value("peer-cert-sha256"),
     Spec::many("jwks"),
 ];
 
@@ -49,7 +60,10 @@ struct RequestSpec {
     token: Option<String>,
     token_in: Option<Location>,
     at: u64,
+    /// The mTLS peer's URI SAN, `spiffe://...`.
     peer: Option<String>,
+    /// Lowercase hex SHA-256 of the peer's DER certificate.
+    peer_cert_sha256: Option<String>,
 }
 
 pub fn run(parsed: &Parsed, format: Format) -> Outcome {
@@ -95,7 +109,8 @@ pub fn run(parsed: &Parsed, format: Format) -> Outcome {
             ));
         }
     }
-    let mut report = explain(config.as_ref(), &spec);
+    let peer_rules = serde_json::from_slice::<Value>(&bytes).is_ok_and(|v| reads_peer(&v));
+    let mut report = explain(config.as_ref(), &spec, peer_rules);
     report.notes.extend(notes);
     let code = match report.decision.verdict {
         Verdict::Allow => EXIT_OK,
@@ -197,8 +212,39 @@ fn request_spec(parsed: &Parsed) -> Result<RequestSpec, String> {
         token,
         token_in,
         at,
-        peer: parsed.value("peer").map(str::to_owned),
+        peer: parsed.value("peer").map(parse_peer).transpose()?,
+        peer_cert_sha256: parsed.value("peer-cert-sha256").map(parse_digest).transpose()?,
     })
+}
+
+/// `--peer`: a SPIFFE ID, with or without the `spiffe://` scheme (Istio writes principals
+/// without it); the URI SAN Envoy reports always has it.
+fn parse_peer(s: &str) -> Result<String, String> {
+    let id = s.strip_prefix(SPIFFE_SCHEME).unwrap_or(s);
+    if id.is_empty() || id.contains("://") || id.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(format!(
+            "--peer {s:?} is not a SPIFFE ID (spiffe://cluster.local/ns/NAMESPACE/sa/ACCOUNT)"
+        ));
+    }
+    Ok(format!("{SPIFFE_SCHEME}{id}"))
+}
+
+/// `--peer-cert-sha256`: 64 hex digits, also as `openssl x509 -fingerprint -sha256` prints them
+/// (upper case, colon-separated).
+fn parse_digest(s: &str) -> Result<String, String> {
+    let hex: String = s
+        .strip_prefix("sha256:")
+        .unwrap_or(s)
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "--peer-cert-sha256 {s:?} is not a SHA-256 digest (64 hex digits, colons allowed)"
+        ));
+    }
+    Ok(hex)
 }
 
 fn parse_location(s: &str) -> Result<Location, String> {
@@ -367,6 +413,8 @@ struct Report {
     token: Option<TokenReport>,
     decision: Decision,
     provider: Option<String>,
+    /// The connection the request arrived on (`--peer`, `--peer-cert-sha256`).
+    connection: Connection,
     hints: Vec<String>,
     notes: Vec<String>,
 }
@@ -378,7 +426,40 @@ struct TokenReport {
     inspected: Inspected,
 }
 
-fn explain(config: Result<&Config, &hopguard::config::ConfigError>, spec: &RequestSpec) -> Report {
+/// Whether a policy of the configuration reads the mTLS peer identity (source principals,
+/// namespaces, service accounts, trust domains, or a workload or delegation binding).
+fn reads_peer(config: &Value) -> bool {
+    const SOURCE: [&str; 8] = [
+        "principals",
+        "notPrincipals",
+        "namespaces",
+        "notNamespaces",
+        "serviceAccounts",
+        "notServiceAccounts",
+        "trustDomains",
+        "notTrustDomains",
+    ];
+    let list = |v: &Value, key: &str| v.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+    let policies = config
+        .get("authorization")
+        .map(|a| list(a, "policies"))
+        .unwrap_or_default();
+    policies.iter().flat_map(|p| list(p, "rules")).any(|rule| {
+        list(&rule, "from").iter().any(|f| {
+            f.get("source")
+                .and_then(Value::as_object)
+                .is_some_and(|s| s.keys().any(|k| SOURCE.contains(&k.as_str())))
+        }) || list(&rule, "when").iter().any(|c| {
+            c.get("key")
+                .and_then(Value::as_str)
+                .is_some_and(|k| k.starts_with("source.") && k != "source.ip")
+        }) || rule
+            .get("bind")
+            .is_some_and(|b| b.get("workload").is_some() || b.get("delegation").is_some())
+    })
+}
+
+fn explain(config: Result<&Config, &hopguard::config::ConfigError>, spec: &RequestSpec, peer_rules: bool) -> Report {
     let cfg = config.ok();
     let inspected = spec.token.as_deref().map(inspect);
     let token_at = spec
@@ -386,19 +467,30 @@ fn explain(config: Result<&Config, &hopguard::config::ConfigError>, spec: &Reque
         .as_ref()
         .map(|_| placement(cfg, spec, inspected.as_ref().and_then(|i| i.claims.as_ref())));
     let request = build_request(spec, token_at.as_ref());
+    let connection = Connection {
+        peer_uri_san: spec.peer.clone(),
+        peer_cert_sha256: spec.peer_cert_sha256.clone(),
+        ..Connection::default()
+    };
     let decision = match cfg {
-        Some(cfg) => decision::decide(cfg, &request, spec.at),
+        Some(cfg) => {
+            // What a worker holds, fresh: inline keys, no cached verification, an empty DPoP replay
+            // cache; and the connection described on the command line.
+            let snapshot = Snapshot::new(cfg);
+            let replay = RefCell::new(ReplayCache::new(cfg.authorization.dpop.replay_cache_size));
+            let cache = RefCell::new(TokenCache::new(0));
+            let env = Env {
+                snapshot: &snapshot,
+                connection: &|| connection.clone(),
+                replay: &replay,
+                cache: &cache,
+            };
+            decision::decide_live(cfg, &env, &request, spec.at, false)
+        }
         None => decision::unconfigured(&request),
     };
     let provider = cfg.and_then(|c| decision.provider.and_then(|i| c.providers.get(i)));
     let mut notes = Vec::new();
-    if spec.peer.is_some() {
-        notes.push(
-            "--peer is accepted but not applied yet: explain decides as for a connection without an mTLS peer \
-             identity"
-                .to_owned(),
-        );
-    }
     if let Some(cfg) = cfg {
         notes.extend(cfg.notes.iter().map(|n| format!("configuration: {n}")));
     }
@@ -409,7 +501,11 @@ fn explain(config: Result<&Config, &hopguard::config::ConfigError>, spec: &Reque
         inspected,
     });
     let hints = match (cfg, decision.reason) {
-        (Some(cfg), Some(reason)) => hints(cfg, &request, reason, provider, token.as_ref(), spec.at),
+        (Some(cfg), Some(reason)) => {
+            let mut h = hints(cfg, &request, reason, provider, token.as_ref(), spec.at);
+            h.extend(connection_hints(reason, &connection, token.as_ref(), peer_rules));
+            h
+        }
         _ => Vec::new(),
     };
     let shown_headers = request
@@ -430,9 +526,59 @@ fn explain(config: Result<&Config, &hopguard::config::ConfigError>, spec: &Reque
         token,
         provider: provider.map(|p| p.name.clone()),
         decision,
+        connection,
         hints,
         notes,
     }
+}
+
+/// Facts about the connection that explain a policy reason.
+/// `peer_rules`: some policy reads the peer identity.
+fn connection_hints(
+    reason: Reason,
+    connection: &Connection,
+    token: Option<&TokenReport>,
+    peer_rules: bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let peer = connection.peer_uri_san.as_deref();
+    let claims = token.and_then(|t| t.inspected.claims.as_ref());
+    let about_peer = match reason {
+        Reason::PeerUnauthenticated | Reason::WorkloadMismatch | Reason::DelegationMismatch => true,
+        Reason::PolicyDenied | Reason::PolicyNoMatch => peer_rules || peer.is_some(),
+        _ => false,
+    };
+    match reason {
+        _ if about_peer => out.push(match peer {
+            Some(p) => format!("the calling workload (mTLS peer) is {p} (--peer)"),
+            None => "no mTLS peer identity: rules on principals, namespaces, serviceAccounts or a workload binding \
+                     see none; describe the caller with --peer SPIFFE-ID"
+                .to_owned(),
+        }),
+        Reason::CertBindingMismatch | Reason::CertBindingMissing => {
+            let x5t = claims
+                .and_then(|c| c.get("cnf"))
+                .and_then(|c| c.get("x5t#S256"))
+                .and_then(Value::as_str);
+            let bound = x5t
+                .and_then(b64::decode)
+                .map(|d| d.iter().map(|b| format!("{b:02x}")).collect::<String>());
+            out.push(format!(
+                "token cnf x5t#S256 is {}; the peer certificate's SHA-256 is {}",
+                match (x5t, &bound) {
+                    (Some(_), Some(hex)) => hex.clone(),
+                    (Some(raw), None) => format!("{raw:?} (not base64url)"),
+                    (None, _) => "absent".to_owned(),
+                },
+                connection
+                    .peer_cert_sha256
+                    .as_deref()
+                    .unwrap_or("unknown: describe it with --peer-cert-sha256 HEX")
+            ));
+        }
+        _ => {}
+    }
+    out
 }
 
 /// Facts that explain the reason, from the configuration and the (unverified) token.
@@ -755,6 +901,10 @@ impl Report {
             "request": {
                 "headers": self.shown_headers.iter().map(|(n, v)| json!([n, v])).collect::<Vec<_>>(),
             },
+            "connection": {
+                "peer": self.connection.peer_uri_san,
+                "peerCertSha256": self.connection.peer_cert_sha256,
+            },
             "token": token,
             "response": response,
             "upstream": d.mutations.iter().map(mutation_json).collect::<Vec<_>>(),
@@ -812,6 +962,16 @@ impl Report {
         ));
         for (n, v) in self.shown_headers.iter().filter(|(n, _)| !n.starts_with(':')) {
             out.push_str(&format!("  {n}: {}\n", shorten(v)));
+        }
+        match (&self.connection.peer_uri_san, &self.connection.peer_cert_sha256) {
+            (None, None) => out.push_str("peer:     none (no mTLS peer identity)\n"),
+            (peer, cert) => out.push_str(&format!(
+                "peer:     {}{}\n",
+                peer.as_deref().unwrap_or("no URI SAN"),
+                cert.as_ref()
+                    .map(|c| format!(", certificate SHA-256 {c}"))
+                    .unwrap_or_default()
+            )),
         }
         match &self.token {
             None => out.push_str("token:    none given\n"),

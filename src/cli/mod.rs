@@ -78,7 +78,8 @@ Commands:
   check      Check a plugin configuration exactly as the filter would (JSON, or the
              pluginConfig of an Istio WasmPlugin, or the hopguard filter in an Envoy config)
   explain    Show what the filter decides for a token and request, and why
-  translate  Turn Istio RequestAuthentication resources into a hopguard plugin configuration
+  translate  Turn Istio RequestAuthentication and AuthorizationPolicy resources into a hopguard
+             plugin configuration
   oci-image  Build a reproducible OCI image (layout and tarball) of the filter for Istio
   reasons    List every refusal reason: code, HTTP status, title and description
   help       Show help for a command
@@ -123,11 +124,12 @@ Show what the filter decides for a request, and why.
 
 Usage: hopguard explain --config <CONFIG> [--token <TOKEN>] [OPTIONS]
 
-Runs the filter's own decision function on the request described by the options, and prints
-the verdict, the reason code, the response the client would get (status, WWW-Authenticate,
-problem body), the provider and key id, the token's header and claims, and the changes made
-to the request before it goes upstream. The token itself and its signature are never printed;
-its fingerprint is (the same one the filter logs).
+Runs the filter's own decision function on the request described by the options, arriving over
+the connection they describe, and prints the verdict, the reason code, the policy rule that
+decided, the response the client would get (status, WWW-Authenticate, problem body), the
+provider and key id, the token's header and claims, and the changes made to the request before
+it goes upstream. The token itself and its signature are never printed; its fingerprint is (the
+same one the filter logs).
 
 Options:
       --config <CONFIG>      The configuration, as for 'hopguard check' (a file or -)
@@ -145,8 +147,12 @@ Options:
       --jwks <ISSUER=FILE>   Use the JWK Set in FILE as the keys of the provider with this
                              issuer (or name), instead of fetching them (jwksUri, OIDC);
                              repeat for more providers
-      --peer <SPIFFE-ID>     The calling workload's identity (accepted; not applied yet:
-                             explain decides as for a connection without mTLS peer identity)
+      --peer <SPIFFE-ID>     The calling workload's mTLS identity, the peer certificate's URI
+                             SAN (spiffe://cluster.local/ns/NS/sa/SA; the scheme may be left
+                             out), for policies on principals, namespaces and workload binding
+                             (default: no mTLS peer)
+      --peer-cert-sha256 <HEX>  The SHA-256 of the peer's certificate (64 hex digits, colons
+                             allowed), for certificate-bound tokens (cnf x5t#S256)
   -o, --output <text|json>   Output format (default: text)
   -h, --help                 Show this help
 
@@ -154,17 +160,23 @@ Exit codes: 0 allowed, 1 denied (or the configuration is refused), 2 usage error
 ";
 
 const TRANSLATE_HELP: &str = "\
-Translate Istio RequestAuthentication resources into a hopguard plugin configuration.
+Translate Istio RequestAuthentication and AuthorizationPolicy resources into a hopguard plugin
+configuration.
 
 Usage: hopguard translate [OPTIONS] <FILE.yaml>
 
-Reads security.istio.io/v1 and v1beta1 resources (a file, or - for stdin). Each jwtRule becomes
-a provider (issuer, audiences, jwks, fromHeaders, fromParams, fromCookies,
-forwardOriginalToken, outputPayloadToHeader, outputClaimToHeaders). Anything that cannot be
-expressed gets a note. A missing token passes Istio's RequestAuthentication, so the
-configuration says requirement allowMissing, unless an AuthorizationPolicy in the input only
-requires a request principal (requestPrincipals: [\"*\"]): then requirement is required.
-Other AuthorizationPolicy rules wait for hopguard's policies and are noted.
+Reads security.istio.io/v1 and v1beta1 resources (a file, or - for stdin) into one
+configuration. Each jwtRule becomes a provider (issuer, audiences, jwks, fromHeaders,
+fromParams, fromCookies, forwardOriginalToken, outputPayloadToHeader, outputClaimToHeaders).
+Each AuthorizationPolicy becomes a policy of the authorization section, in the same vocabulary
+(action ALLOW, DENY or AUDIT; rules with from.source, to.operation and when); the
+istio.io/dry-run annotation becomes dryRun. A missing token passes Istio's
+RequestAuthentication and is refused by a policy that needs a request principal, so the
+configuration says requirement allowMissing and such a request gets 403, as in Istio.
+What hopguard does not support is dropped the way Istio treats attributes it cannot evaluate:
+an ALLOW or AUDIT rule is skipped, a DENY rule loses the field or condition; CUSTOM policies
+are skipped. Selectors and targetRefs belong on the WasmPlugin. Everything that cannot be
+expressed gets a note.
 
 Prints the configuration JSON on stdout and the notes on stderr (text), or one JSON document
 {config, valid, error, notes} (json). The configuration is checked with the filter's parser.
@@ -176,7 +188,8 @@ Options:
   -h, --help                Show this help
 
 Exit codes: 0 translated into a valid configuration, 1 the result is not yet a valid
-configuration (see the notes) or the input holds no RequestAuthentication, 2 usage error.
+configuration (see the notes) or the input holds no RequestAuthentication (a configuration
+needs a provider), 2 usage error.
 ";
 
 const OCI_HELP: &str = "\
