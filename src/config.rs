@@ -180,6 +180,18 @@ pub struct Telemetry {
     /// Records carry `sha256:<fingerprint>` of the subject instead of the subject.
     pub hash_subject: bool,
     pub leak_guard: LeakGuard,
+    /// What goes to Envoy filter state for access logs.
+    pub filter_state: FilterState,
+}
+
+/// Decision facts exported to Envoy filter state (`wasm.hopguard_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterState {
+    Off,
+    /// decision, reason, provider and fingerprint (the default).
+    Fields,
+    /// The fields and the whole record as JSON (`wasm.hopguard_record`).
+    Record,
 }
 
 impl Default for Telemetry {
@@ -190,6 +202,7 @@ impl Default for Telemetry {
             sample_rate: 1.0,
             hash_subject: false,
             leak_guard: LeakGuard::Count,
+            filter_state: FilterState::Fields,
         }
     }
 }
@@ -627,7 +640,14 @@ fn parse_telemetry(v: &Value, path: &str) -> Result<Telemetry, ConfigError> {
     let mut f = Fields::new(
         v,
         path,
-        &["allowLog", "denyLog", "sampleRate", "hashSubject", "leakGuard"],
+        &[
+            "allowLog",
+            "denyLog",
+            "sampleRate",
+            "hashSubject",
+            "leakGuard",
+            "filterState",
+        ],
     )?;
     let level = |f: &mut Fields, key: &str, default: RecordLevel| -> Result<RecordLevel, ConfigError> {
         match f.opt_str(key)? {
@@ -656,12 +676,19 @@ fn parse_telemetry(v: &Value, path: &str) -> Result<Telemetry, ConfigError> {
         Some("off") => LeakGuard::Off,
         Some(_) => return Err(f.err("leakGuard", "must be one of \"count\", \"strip\", \"off\"")),
     };
+    let filter_state = match f.opt_str("filterState")? {
+        None | Some("fields") => FilterState::Fields,
+        Some("record") => FilterState::Record,
+        Some("off") => FilterState::Off,
+        Some(_) => return Err(f.err("filterState", "must be one of \"fields\", \"record\", \"off\"")),
+    };
     Ok(Telemetry {
         allow_log,
         deny_log,
         sample_rate,
         hash_subject,
         leak_guard,
+        filter_state,
     })
 }
 

@@ -17,7 +17,7 @@
 //! non-UTF-8 bytes, so this file calls `hostcalls` directly and handles every error.
 //! No `RefCell` borrow is held across a host call that may re-enter the module.
 
-use crate::config::{Config, KeySource, RecordLevel};
+use crate::config::{Config, FilterState, KeySource, RecordLevel};
 use crate::decision::{self, Decision, Verdict};
 use crate::jwks::JwkSet;
 use crate::remote::{self, Fetched, Target, MAX_BODY_BYTES};
@@ -160,7 +160,6 @@ impl Meters {
         if let Some(us) = d.record.verify_us {
             self.record(&Metric::VerifyDuration, us);
         }
-        let record = d.record.to_json();
         let level = if decision == "allow" {
             if !self.sampled() {
                 RecordLevel::Off
@@ -170,11 +169,21 @@ impl Meters {
         } else {
             self.telemetry.deny_log
         };
-        match level {
-            RecordLevel::Off => {}
-            RecordLevel::Debug => log::debug!("hopguard: decision {record}"),
-            RecordLevel::Info => log::info!("hopguard: decision {record}"),
-            RecordLevel::Warn => log::warn!("hopguard: decision {record}"),
+        // Serialize the record at most once, and only when something will read it.
+        let logged = match level {
+            RecordLevel::Off => None,
+            RecordLevel::Debug => Some(log::Level::Debug),
+            RecordLevel::Info => Some(log::Level::Info),
+            RecordLevel::Warn => Some(log::Level::Warn),
+        }
+        .filter(|l| log::log_enabled!(*l));
+        let want_record = self.telemetry.filter_state == FilterState::Record;
+        let json = (logged.is_some() || want_record).then(|| d.record.to_json().to_string());
+        if let (Some(l), Some(j)) = (logged, &json) {
+            log::log!(l, "hopguard: decision {j}");
+        }
+        if self.telemetry.filter_state == FilterState::Off {
+            return;
         }
         // For Envoy access logs: %FILTER_STATE(wasm.hopguard_decision:PLAIN)% and friends.
         let text = |v: Option<&str>| v.unwrap_or("-").as_bytes().to_vec();
@@ -185,7 +194,9 @@ impl Meters {
             Some(&text(d.record.fingerprint.as_deref())),
         );
         let _ = hostcalls::set_property(vec!["hopguard_provider"], Some(&text(d.record.provider.as_deref())));
-        let _ = hostcalls::set_property(vec!["hopguard_record"], Some(record.to_string().as_bytes()));
+        if let (true, Some(j)) = (want_record, &json) {
+            let _ = hostcalls::set_property(vec!["hopguard_record"], Some(j.as_bytes()));
+        }
     }
 }
 
