@@ -180,6 +180,11 @@ fn decide_token(
             cfg.providers
                 .get(e.provider)
                 .is_some_and(|p| p.locations.contains(&one.location))
+                // Keys past their maximum staleness (or gone) refuse cached tokens too.
+                && !matches!(
+                    snap.keys.get(e.provider),
+                    Some(LiveKeys::Ready { stale: true, .. } | LiveKeys::Pending)
+                )
         }),
         _ => None,
     };

@@ -627,6 +627,12 @@ impl Root {
             // same deadline.
             if now < waiter.deadline_ms {
                 let again = decide_timed(&self.worker, &req, now, true);
+                // A complete decision is final: deciding twice would, for one, record a DPoP
+                // proof's jti in the replay cache and then refuse it as a replay.
+                if !matches!(again.verdict, Verdict::Wait(_)) {
+                    finish(&self.worker, again, true);
+                    continue;
+                }
                 if let Verdict::Wait(next) = again.verdict {
                     if next != waiter.wait && !waiter.waited.contains(&next) {
                         let version_at_start = wait_source(cfg, next)
