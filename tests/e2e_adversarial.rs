@@ -983,12 +983,12 @@ fn dpop_proofs_with_mismatched_keys() {
     t.finish();
 }
 
-/// Finding (found by tests/e2e_fail_closed.rs): a DPoP request that has to wait (for the first
-/// keys, the first revocation list, or an unknown-`kid` refetch) is refused as a replay. When the
-/// wait ends, `release_waiters` (src/shell.rs:618) decides again with `may_wait`; that decision
-/// runs the DPoP check, which records the proof's `jti` in the replay cache, and, when it is not
-/// a `Wait`, is discarded: the request is decided a third time (src/shell.rs:640), and the DPoP
-/// check now finds its own `jti`: 401 `dpop_replayed` for a legitimate first use.
+/// Finding (found by tests/e2e_fail_closed.rs, fixed in af8c3b2): a DPoP request that had to
+/// wait (for the first keys, the first revocation list, or an unknown-`kid` refetch) was refused
+/// as a replay. When the wait ended, the shell decided again with `may_wait`; that decision ran
+/// the DPoP check, which recorded the proof's `jti` in the replay cache, and was discarded when
+/// it was final: the request was decided once more, and the DPoP check found its own `jti`
+/// (401 `dpop_replayed` for a legitimate first use).
 #[test]
 fn a_dpop_request_that_waited_for_keys_is_not_refused_as_a_replay() {
     let good = Signer::new("ES256", "dpop-wait");

@@ -465,11 +465,10 @@ fn keys_older_than_max_staleness_refuse_tokens() {
     rows.finish();
 }
 
-/// Finding (this file's stale-keys test): the verified-token cache ignores staleness. The cache
-/// key of a provider's key set (src/decision.rs:174-176, `key_set`) is the pointer of the live
-/// key set whether or not it is `stale`, so a token verified before the keys went stale is
-/// served from the cache (src/decision.rs:178-196) and never reaches the staleness check in
-/// `verifier::verify_live`: it keeps being allowed past `maxStalenessSeconds`, until it expires.
+/// Finding (this file's stale-keys test, fixed in af8c3b2): the verified-token cache ignored
+/// staleness. A token verified before the provider's keys went stale was served from the cache
+/// and never reached the staleness check in `verifier::verify_live`, so it kept being allowed
+/// past `maxStalenessSeconds`, until it expired.
 #[test]
 fn core_a_cached_token_is_refused_once_its_keys_are_stale() {
     use hopguard::cache::TokenCache;

@@ -106,8 +106,7 @@ fn the_fixed_configuration_is_what_the_invariants_assume() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Findings (each fails until src/ is fixed; the harness skips them unless
-// HOPGUARD_FUZZ_KNOWN_BUGS=1 so that fuzzing goes on past them)
+// Findings, with the exact inputs (both fixed in c777d99)
 // ---------------------------------------------------------------------------------------------
 
 fn get(path: &str, headers: &[(&str, &str)]) -> hopguard::request::Request {
@@ -123,10 +122,10 @@ fn get(path: &str, headers: &[(&str, &str)]) -> hopguard::request::Request {
 
 /// Finding 1 (decide target; fuzz/regressions/decide/leak-guard-strip-undone-by-token-removal).
 /// With `leakGuard: strip`, a request with the token in a configured parameter and a JWT in
-/// another parameter: the leak guard's removal (src/leakguard.rs:74, `extractor::removal` on
-/// the original request, queued at src/decision.rs:88) sets `:path` without the leaked JWT, then
-/// the token's removal (src/decision.rs:284, computed from the original `:path` too) sets `:path`
-/// again, without the token but *with* the leaked JWT, which goes upstream.
+/// another parameter: the leak guard's removal (`extractor::removal` on the original request)
+/// set `:path` without the leaked JWT, then the token's removal (computed from the original
+/// `:path` too) set `:path` again, without the token but *with* the leaked JWT, which went
+/// upstream.
 #[test]
 fn leak_guard_strip_is_not_undone_by_the_token_removal() {
     let cfg = harness::fixed_config();
@@ -147,11 +146,10 @@ fn leak_guard_strip_is_not_undone_by_the_token_removal() {
 
 /// Finding 2 (decide target; fuzz/regressions/decide/forged-output-headers-kept-on-token-missing).
 /// A request without a token but with forged output headers (`x-jwt-sub: admin`) or a leaked JWT
-/// in another header: the `token_missing` refusal (src/decision.rs:128 -> `deny`, whose
-/// `deny_with_realm` sets `mutations: Vec::new()` at src/decision.rs:493) drops the queued
-/// removals, so the access log records the forged and leaked values (the README: output headers
-/// are "always removed from the incoming request first, even when no token is present"). Low
-/// severity: nothing reaches the upstream; every other refusal keeps them.
+/// in another header: the `token_missing` refusal (`deny`, whose `deny_with_realm` starts from
+/// no mutations) dropped the queued removals, so the access log recorded the forged and leaked
+/// values (the README: output headers are "always removed from the incoming request first, even
+/// when no token is present"). Low severity: nothing reached the upstream.
 #[test]
 fn token_missing_refusals_still_remove_forged_headers_and_leaks() {
     let cfg = harness::fixed_config();

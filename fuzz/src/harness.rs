@@ -493,14 +493,6 @@ pub fn decide(data: &[u8]) {
     check_decision(cfg, &req, &d, true);
 }
 
-/// Whether to check the invariants that open bugs break (`HOPGUARD_FUZZ_KNOWN_BUGS=1`):
-/// forged output headers and leaked credentials kept on `token_missing` refusals, and a leaked
-/// query credential put back by the token's removal.
-fn check_known_bugs() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("HOPGUARD_FUZZ_KNOWN_BUGS").is_some_and(|v| v == "1"))
-}
-
 /// Invariants of every decision. `strict`: the fixed configuration (no forwarding, leak
 /// guard `strip`, no dry run, no custom denials).
 fn check_decision(cfg: &Config, req: &Request, d: &Decision, strict: bool) {
@@ -559,18 +551,10 @@ fn check_decision(cfg: &Config, req: &Request, d: &Decision, strict: bool) {
         req.headers,
         d.mutations
     );
-    // Two findings still open in src/ (see tests/fuzz_regressions.rs, which checks them by
-    // name) are skipped here unless HOPGUARD_FUZZ_KNOWN_BUGS=1, so the fuzzer looks further.
-    let token_missing = d.reason == Some(hopguard::reason::Reason::TokenMissing) && d.verdict != Verdict::Allow;
-    if token_missing && !check_known_bugs() {
-        return;
-    }
     // With leakGuard strip, no leaked credential goes upstream either.
     let leaks = leakguard::scan(cfg, &after);
-    let param_token = before.iter().any(|c| matches!(c.spot, extractor::Spot::Param { .. }));
-    let known = param_token && leaks.kinds.iter().all(|k| *k == "query_token") && !check_known_bugs();
     assert!(
-        leaks.kinds.is_empty() || known,
+        leaks.kinds.is_empty(),
         "leak guard strip left {:?} in the request\nrequest: {:?}\nmutations: {:?}\nafter: {:?}",
         leaks.kinds,
         req.headers,
