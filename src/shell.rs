@@ -29,7 +29,7 @@ use crate::telemetry::{Metric, MetricKind};
 use crate::verifier::Wait;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -37,18 +37,186 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 const TICK: Duration = Duration::from_millis(100);
+/// The tick of a configuration without remote sources.
+const IDLE_TICK: Duration = Duration::from_secs(1);
 /// Attempts at a compare-and-swap update of shared state before giving up this tick.
 const CAS_ATTEMPTS: usize = 8;
 
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Trace);
+    // hopguard's own logger (see `host`). Envoy refuses host calls other than logging while
+    // the VM starts, so its level for Wasm is adopted from `on_configure` on.
+    if log::set_logger(&host::LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Trace);
+    }
     std::panic::set_hook(Box::new(|info| {
-        let _ = hostcalls::log(LogLevel::Critical, &format!("hopguard: panic: {info}"));
+        host::log(5, &format!("hopguard: panic: {info}"));
     }));
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
         Box::new(Root { worker: Rc::new(RefCell::new(Worker::new())) })
     });
 }}
+
+/// The proxy-wasm host calls of the request path whose SDK wrappers panic on an unexpected
+/// host status (logging, header changes, the local reply, resuming), called through the raw
+/// ABI so that no host status can panic the VM; and the logger built on them. Statuses are
+/// plain integers here (0 is OK): an unknown one is an error, never undefined behaviour.
+mod host {
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+        fn proxy_get_log_level(return_level: *mut u32) -> u32;
+        fn proxy_add_header_map_value(map: u32, key: *const u8, key_size: usize, value: *const u8, size: usize) -> u32;
+        fn proxy_replace_header_map_value(
+            map: u32,
+            key: *const u8,
+            key_size: usize,
+            value: *const u8,
+            size: usize,
+        ) -> u32;
+        fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
+        fn proxy_continue_stream(stream: u32) -> u32;
+        #[allow(clippy::too_many_arguments)]
+        fn proxy_send_local_response(
+            status_code: u32,
+            details: *const u8,
+            details_size: usize,
+            body: *const u8,
+            body_size: usize,
+            headers: *const u8,
+            headers_size: usize,
+            grpc_status: i32,
+        ) -> u32;
+    }
+
+    /// proxy-wasm's map and stream ids: request headers, the request stream.
+    const REQUEST_HEADERS: u32 = 0;
+    const HTTP_REQUEST: u32 = 0;
+
+    /// A host status: `Err` carries the host's code.
+    fn status(code: u32) -> Result<(), u32> {
+        if code == 0 {
+            Ok(())
+        } else {
+            Err(code)
+        }
+    }
+
+    // SAFETY (every call below): each pointer and length pair describes a live Rust slice or
+    // str that outlives the call, and the host only reads through them.
+
+    pub(super) fn add_request_header(name: &str, value: &[u8]) -> Result<(), u32> {
+        status(unsafe {
+            proxy_add_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+        })
+    }
+
+    pub(super) fn set_request_header(name: &str, value: &[u8]) -> Result<(), u32> {
+        status(unsafe {
+            proxy_replace_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+        })
+    }
+
+    pub(super) fn remove_request_header(name: &str) -> Result<(), u32> {
+        status(unsafe { proxy_remove_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len()) })
+    }
+
+    pub(super) fn resume_request() -> Result<(), u32> {
+        status(unsafe { proxy_continue_stream(HTTP_REQUEST) })
+    }
+
+    /// Sends Envoy's local reply with these headers and body (no gRPC status).
+    pub(super) fn send_response(code: u16, headers: &[(String, String)], body: &[u8]) -> Result<(), u32> {
+        let map = serialize_map(headers);
+        status(unsafe {
+            proxy_send_local_response(
+                u32::from(code),
+                std::ptr::null(),
+                0,
+                body.as_ptr(),
+                body.len(),
+                map.as_ptr(),
+                map.len(),
+                -1,
+            )
+        })
+    }
+
+    /// proxy-wasm's header map encoding: the count, then each name's and value's length (u32
+    /// little-endian), then each name and value followed by a NUL.
+    fn serialize_map(headers: &[(String, String)]) -> Vec<u8> {
+        let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+        let mut out = Vec::with_capacity(4 + headers.iter().map(|(n, v)| n.len() + v.len() + 10).sum::<usize>());
+        out.extend_from_slice(&len(headers.len()));
+        for (n, v) in headers {
+            out.extend_from_slice(&len(n.len()));
+            out.extend_from_slice(&len(v.len()));
+        }
+        for (n, v) in headers {
+            out.extend_from_slice(n.as_bytes());
+            out.push(0);
+            out.extend_from_slice(v.as_bytes());
+            out.push(0);
+        }
+        out
+    }
+
+    /// proxy-wasm's log levels: trace 0, debug 1, info 2, warn 3, error 4, critical 5.
+    const ERROR: u32 = 4;
+
+    pub(super) fn log(level: u32, message: &str) {
+        // SAFETY: the pointer and length describe `message`, which outlives the call; the host
+        // only reads them. The status is deliberately ignored: a lost log line is not an error.
+        let _ = unsafe { proxy_log(level, message.as_ptr(), message.len()) };
+    }
+
+    /// Envoy's current log level for Wasm, as a `log` filter; `None` if the host declines.
+    fn log_level() -> Option<log::LevelFilter> {
+        let mut level = 0u32;
+        // SAFETY: the host writes one u32 through a pointer to a live local.
+        let status = unsafe { proxy_get_log_level(&mut level) };
+        if status != 0 {
+            return None;
+        }
+        Some(match level {
+            0 => log::LevelFilter::Trace,
+            1 => log::LevelFilter::Debug,
+            2 => log::LevelFilter::Info,
+            3 => log::LevelFilter::Warn,
+            ERROR => log::LevelFilter::Error,
+            _ => log::LevelFilter::Off,
+        })
+    }
+
+    /// Makes records below Envoy's level free: `log_enabled!` is false for them, so a decision
+    /// record nobody will see is never formatted. Called at start, at configure and on ticks
+    /// (Envoy's level can change at run time through its admin `/logging` endpoint). Not during
+    /// VM start: Envoy refuses the call there.
+    pub(super) fn adopt_log_level() {
+        log::set_max_level(log_level().unwrap_or(log::LevelFilter::Trace));
+    }
+
+    pub(super) struct Logger;
+    pub(super) static LOGGER: Logger = Logger;
+
+    impl log::Log for Logger {
+        fn enabled(&self, metadata: &log::Metadata) -> bool {
+            metadata.level() <= log::max_level()
+        }
+        fn log(&self, record: &log::Record) {
+            if self.enabled(record.metadata()) {
+                let level = match record.level() {
+                    log::Level::Trace => 0,
+                    log::Level::Debug => 1,
+                    log::Level::Info => 2,
+                    log::Level::Warn => 3,
+                    log::Level::Error => ERROR,
+                };
+                log(level, &record.args().to_string());
+            }
+        }
+        fn flush(&self) {}
+    }
+}
 
 fn now_ms() -> u64 {
     hostcalls::get_current_time()
@@ -354,6 +522,7 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
+        host::adopt_log_level();
         let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
             .ok()
             .flatten()
@@ -381,9 +550,8 @@ impl RootContext for Root {
                 w.loaded.clear();
                 w.config = Some(Rc::new(cfg));
                 drop(w);
-                if remote {
-                    let _ = hostcalls::set_tick_period(TICK);
-                }
+                // Without remote sources the tick only follows Envoy's log level.
+                let _ = hostcalls::set_tick_period(if remote { TICK } else { IDLE_TICK });
                 true
             }
             Err(e) => {
@@ -395,6 +563,7 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        host::adopt_log_level();
         let cfg = match self.worker.try_borrow() {
             Ok(w) => w.config.clone(),
             Err(_) => None,
@@ -621,7 +790,7 @@ impl Root {
             if hostcalls::set_effective_context(waiter.context_id).is_err() {
                 continue; // the request is gone
             }
-            let req = Request::new(read_request_headers());
+            let req = read_request();
             // The keys may have arrived while the revocation list has not (or the other
             // way round): wait once more, for something not waited for yet, within the
             // same deadline.
@@ -630,7 +799,7 @@ impl Root {
                 // A complete decision is final: deciding twice would, for one, record a DPoP
                 // proof's jti in the replay cache and then refuse it as a replay.
                 if !matches!(again.verdict, Verdict::Wait(_)) {
-                    finish(&self.worker, again, true);
+                    finish(&self.worker, &req, again, true);
                     continue;
                 }
                 if let Verdict::Wait(next) = again.verdict {
@@ -655,7 +824,7 @@ impl Root {
                 }
             }
             let decision = decide_timed(&self.worker, &req, now, false);
-            finish(&self.worker, decision, true);
+            finish(&self.worker, &req, decision, true);
         }
     }
 }
@@ -815,38 +984,45 @@ fn read_connection() -> crate::policy::Connection {
     }
 }
 
-fn read_request_headers() -> Vec<(String, String)> {
-    // The bytes variant: header values may carry obs-text that is not UTF-8.
-    hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
-        .collect()
+/// The request headers, as bytes: values may carry obs-text that is not UTF-8 (see
+/// [`Request::from_wire`]).
+fn read_request() -> Request {
+    Request::from_wire(hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default())
 }
 
-/// Applies a decision to the current HTTP context. `resume`: the request was paused.
-fn apply(d: Decision, resume: bool, report: Option<(&Meters, &Config)>) -> Action {
+/// Applies a decision about `req` to the current HTTP context. `resume`: the request was
+/// paused. A host error on a header change or the reply is logged; nothing panics.
+fn apply(req: &Request, d: Decision, resume: bool, report: Option<(&Meters, &Config)>) -> Action {
     match report {
         Some((meters, cfg)) => meters.report(cfg, &d),
         None => log::info!("hopguard: decision {}", d.record.to_json()),
     }
     for m in &d.mutations {
-        let _ = match m {
-            Mutation::Remove(name) => hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None),
-            Mutation::Add(name, value) => hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value),
-            Mutation::Set(name, value) => hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)),
+        let (name, result) = match m {
+            Mutation::Remove(name) => (name, host::remove_request_header(name)),
+            Mutation::Add(name, value) => (name, host::add_request_header(name, &req.wire_value(name, value))),
+            Mutation::Set(name, value) => (name, host::set_request_header(name, &req.wire_value(name, value))),
         };
+        if let Err(code) = result {
+            log::warn!("hopguard: changing request header {name} failed (host status {code})");
+        }
     }
     match d.verdict {
         Verdict::Allow => {
             if resume {
-                let _ = hostcalls::resume_http_request();
+                if let Err(code) = host::resume_request() {
+                    log::warn!("hopguard: resuming the request failed (host status {code})");
+                }
             }
             Action::Continue
         }
         Verdict::Deny(denial) => {
-            let headers: Vec<(&str, &str)> = denial.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-            let _ = hostcalls::send_http_response(u32::from(denial.status), headers, Some(denial.body.as_bytes()));
+            if let Err(code) = host::send_response(denial.status, &denial.headers, denial.body.as_bytes()) {
+                log::warn!(
+                    "hopguard: sending the {} reply failed (host status {code})",
+                    denial.status
+                );
+            }
             Action::Pause
         }
         // Only a first decision may wait; `on_http_request_headers` handles it.
@@ -863,13 +1039,13 @@ impl Context for Http {}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let req = Request::new(read_request_headers());
+        let req = read_request();
         let now = now_ms();
         let decision = decide_timed(&self.worker, &req, now, true);
         if let Verdict::Wait(wait) = decision.verdict {
             return self.wait(wait, &req, now);
         }
-        finish(&self.worker, decision, false)
+        finish(&self.worker, &req, decision, false)
     }
 }
 
@@ -898,14 +1074,14 @@ fn decide_timed(worker: &RefCell<Worker>, req: &Request, now: u64, may_wait: boo
 }
 
 /// Reports and applies a decision (no worker borrow is held while Envoy runs).
-fn finish(worker: &RefCell<Worker>, d: Decision, resume: bool) -> Action {
+fn finish(worker: &RefCell<Worker>, req: &Request, d: Decision, resume: bool) -> Action {
     let (meters, cfg) = match worker.try_borrow() {
         Ok(w) => (w.meters.clone(), w.config.clone()),
         Err(_) => (None, None),
     };
     match (&meters, &cfg) {
-        (Some(m), Some(c)) => apply(d, resume, Some((m, c))),
-        _ => apply(d, resume, None),
+        (Some(m), Some(c)) => apply(req, d, resume, Some((m, c))),
+        _ => apply(req, d, resume, None),
     }
 }
 
@@ -914,7 +1090,7 @@ impl Http {
     /// refetch is rate-limited).
     fn wait(&self, wait: Wait, req: &Request, now: u64) -> Action {
         let Some(cfg) = self.worker.try_borrow().ok().and_then(|w| w.config.clone()) else {
-            return finish(&self.worker, decision::unconfigured(req), false);
+            return finish(&self.worker, req, decision::unconfigured(req), false);
         };
         let (src, wait_ms) = match wait {
             Wait::FirstKeys { provider } | Wait::UnknownKid { provider } => (
@@ -938,7 +1114,7 @@ impl Http {
         let again = decide_timed(&self.worker, req, now, true);
         let wait = match again.verdict {
             Verdict::Wait(w) => w,
-            _ => return finish(&self.worker, again, false),
+            _ => return finish(&self.worker, req, again, false),
         };
         if let Wait::UnknownKid { provider } = wait {
             let interval = cfg
@@ -973,6 +1149,6 @@ impl Http {
 
     fn decide_now(&self, req: &Request, now: u64) -> Action {
         let d = decide_timed(&self.worker, req, now, false);
-        finish(&self.worker, d, false)
+        finish(&self.worker, req, d, false)
     }
 }
