@@ -201,15 +201,15 @@ fn query_of(path: &str) -> Option<&str> {
 }
 
 /// Percent-decodes a query component (`+` is a space, as in forms); `None` if the
-/// result is not UTF-8 or an escape is broken.
-fn percent_decode(s: &str) -> Option<String> {
+/// result is not UTF-8 or an escape is broken (`%` not followed by two hex digits).
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while let Some(&c) = b.get(i) {
         match c {
             b'%' => {
-                let hex = b.get(i + 1..i + 3)?;
+                let hex = b.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
                 let h = std::str::from_utf8(hex).ok()?;
                 out.push(u8::from_str_radix(h, 16).ok()?);
                 i += 3;

@@ -58,8 +58,12 @@ pub fn scan(cfg: &Config, req: &Request) -> Leaks {
         let query = query.split('#').next().unwrap_or(query);
         for (nth, piece) in query.split('&').enumerate() {
             let (k, v) = piece.split_once('=').unwrap_or((piece, ""));
-            let configured = cfg.locations.iter().any(|l| matches!(l, Location::Param(n) if n == k));
-            if !configured && looks_like_jwt(v) {
+            // Compared and inspected as the upstream will read them: percent-decoded
+            // (`access%5Ftoken`, a JWT with `%2E` for its dots).
+            let k = extractor::percent_decode(k).unwrap_or_else(|| k.to_owned());
+            let v = extractor::percent_decode(v).unwrap_or_else(|| v.to_owned());
+            let configured = cfg.locations.iter().any(|l| matches!(l, Location::Param(n) if *n == k));
+            if !configured && looks_like_jwt(&v) {
                 kinds.push("query_token");
                 found.push(Candidate {
                     location: usize::MAX,

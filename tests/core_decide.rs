@@ -481,3 +481,34 @@ fn leak_stripping_and_token_removal_compose_and_missing_token_refusals_keep_remo
     let after = req.applied(&d.mutations);
     assert_eq!((after.header("x-sub"), after.header("x-forwarded-token")), (None, None));
 }
+
+#[test]
+fn leak_guard_reads_query_parameters_percent_decoded_as_the_upstream_will() {
+    let mut top = json!({"telemetry": {"leakGuard": "strip"}, "requirement": "allowMissing"});
+    top["providers"] = json!([base_provider()]);
+    let c = Config::from_value(&top).unwrap();
+    let leaked = signer("EdDSA").token(&json!({"iss": "https://elsewhere"}));
+    // A JWT whose dots are escaped still reaches the upstream as a JWT: found and stripped.
+    let escaped = leaked.replace('.', "%2E");
+    let req = Request::new(vec![
+        (":method".into(), "GET".into()),
+        (":path".into(), format!("/o?page=2&debug={escaped}")),
+    ]);
+    let d = decide(&c, &req, NOW);
+    assert_eq!(d.verdict, Verdict::Allow);
+    assert_eq!(d.record.leaks, vec!["query_token"]);
+    assert_eq!(req.applied(&d.mutations).path(), "/o?page=2");
+    // An escaped *configured* parameter name is the token location, not a leak.
+    let t = signer("ES256").token(&good_claims());
+    let req = Request::new(vec![
+        (":method".into(), "GET".into()),
+        (":path".into(), format!("/o?access%5Ftoken={t}&page=2")),
+    ]);
+    let d = decide(&c, &req, NOW);
+    assert_eq!(d.verdict, Verdict::Allow);
+    assert!(d.record.leaks.is_empty(), "{:?}", d.record.leaks);
+    assert_eq!(req.applied(&d.mutations).path(), "/o?page=2");
+    // A broken escape is inspected as sent.
+    let req = Request::new(vec![(":path".into(), format!("/o?x=%G1&debug={leaked}"))]);
+    assert_eq!(decide(&c, &req, NOW).record.leaks, vec!["query_token"]);
+}
