@@ -6,7 +6,8 @@
 //!   token every request), for RS256, ES256 and EdDSA;
 //! - hopguard for the same algorithms, with the same token every request and with a distinct token
 //!   per request;
-//! - hopguard with no token (`requirement: allowMissing`): the filter's floor;
+//! - a no-op Rust proxy-wasm filter (examples/noop_filter.rs): the floor of any Wasm filter;
+//! - hopguard with no token (`requirement: allowMissing`): hopguard's floor;
 //! - hopguard's full pipeline: verification, an `authorization` policy, an inline revocation
 //!   list, a claim header, stripping and telemetry.
 //!
@@ -197,6 +198,8 @@ enum Filter {
     Native {
         cache: bool,
     },
+    /// examples/noop_filter.rs: the floor of any Rust proxy-wasm filter.
+    Noop,
     Hopguard,
     /// hopguard with `requirement: allowMissing`, for requests without a token.
     HopguardAllowMissing,
@@ -263,8 +266,15 @@ fn configurations() -> Vec<Configuration> {
         });
     }
     out.push(Configuration {
+        label: "noop-wasm".into(),
+        title: "no-op Rust proxy-wasm filter (examples/noop_filter.rs): any Wasm filter's floor".into(),
+        filter: Filter::Noop,
+        alg: "ES256",
+        tokens: Tokens::Absent,
+    });
+    out.push(Configuration {
         label: "hopguard-no-token".into(),
-        title: "hopguard, no token (allowMissing): the filter's floor".into(),
+        title: "hopguard, no token (allowMissing): hopguard's floor".into(),
         filter: Filter::HopguardAllowMissing,
         alg: "ES256",
         tokens: Tokens::Absent,
@@ -346,10 +356,19 @@ fn listener_for(c: &Configuration, signer: &Signer, direct: bool) -> Listener {
     }
     match c.filter {
         Filter::None => l,
+        Filter::Noop => l.filter(support::envoy::wasm_filter_yaml(&noop_wasm_path(), "noop", "{}")),
         Filter::Native { cache } => l.filter(native_filter(signer, cache)),
         Filter::Hopguard | Filter::HopguardAllowMissing | Filter::HopguardFull => {
             l.filter(hopguard_filter_yaml(&hopguard_config(signer, c.filter).to_string()))
         }
+    }
+}
+
+/// The no-op filter: `$HOPGUARD_NOOP_WASM`, else next to hopguard's wasm (scripts/bench builds it).
+fn noop_wasm_path() -> PathBuf {
+    match std::env::var_os("HOPGUARD_NOOP_WASM").filter(|p| !p.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => support::envoy::repo_root().join("target/wasm32-wasip1/release/examples/noop_filter.wasm"),
     }
 }
 
@@ -937,7 +956,7 @@ fn stat_or_zero(envoy: &Envoy, name: &str) -> u64 {
 /// `token_cache_total`, or jwt_authn's `jwt_cache_hit` / `jwt_cache_miss`.
 fn cache_counters(envoy: &Envoy, filter: Filter) -> (Option<u64>, Option<u64>) {
     match filter {
-        Filter::None => (None, None),
+        Filter::None | Filter::Noop => (None, None),
         Filter::Native { .. } => (
             envoy.stat(&format!("http.{LISTENER}.jwt_authn.jwt_cache_hit")),
             envoy.stat(&format!("http.{LISTENER}.jwt_authn.jwt_cache_miss")),
@@ -1358,7 +1377,7 @@ fn report(ctx: &Ctx, suts: &[Sut], memory: &[MemoryResult], meta: &Meta) -> Stri
         let hit_rate = match (hits, misses) {
             (Some(h), Some(m)) if h + m > 0 => format!("{:.1}%", h as f64 * 100.0 / (h + m) as f64),
             _ if sut.config.tokens == Tokens::Absent => "no token".into(),
-            _ if sut.config.filter == Filter::None => "".into(),
+            _ if matches!(sut.config.filter, Filter::None | Filter::Noop) => "".into(),
             _ if sut.config.filter == Filter::Native { cache: false } => "off".into(),
             _ => "not exported".into(),
         };

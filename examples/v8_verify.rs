@@ -1,0 +1,127 @@
+//! Signature verification inside V8, the Wasm engine Envoy runs hopguard in (issue 6).
+//!
+//! Two halves of one tool, driven by `scripts/bench-crypto`:
+//! - natively, `v8_verify fixture OUT.json` mints one key and one valid token per algorithm
+//!   (the test keys of tests/support/mint.rs) and writes them with a one-provider config;
+//! - built for wasm32-wasip1 and run by Node's WASI (V8), `v8_verify run FIXTURE.json [MS]` times,
+//!   per algorithm, the signature check alone (`Key::verify`) and a whole cache-miss decision
+//!   (`decision::decide`), and prints medians of 7 batches in microseconds.
+//!
+//! Node's V8 is not Envoy's V8 build, but it is the same engine and compiler tiers, so the
+//! ratios between candidate implementations carry over; the Envoy figures come from scripts/bench.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+#[cfg(not(target_arch = "wasm32"))]
+#[path = "../tests/support/mint.rs"]
+mod mint;
+
+use hopguard::config::Config;
+use hopguard::decision::{decide, Verdict};
+use hopguard::request::Request;
+#[cfg(not(target_arch = "wasm32"))]
+use serde_json::json;
+use serde_json::Value;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const NOW: u64 = 1_900_000_000;
+#[cfg(not(target_arch = "wasm32"))]
+const ISS: &str = "https://idp.bench.local";
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("fixture") => fixture(args.get(2).expect("usage: v8_verify fixture OUT.json")),
+        Some("run") => {
+            let ms = args.get(3).map_or(300, |s| s.parse().expect("MS is a number"));
+            run(args.get(2).expect("usage: v8_verify run FIXTURE.json [MS]"), ms)
+        }
+        _ => {
+            eprintln!("usage: v8_verify fixture OUT.json | v8_verify run FIXTURE.json [MS]");
+            std::process::exit(2);
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn fixture(out: &str) {
+    let only = std::env::var("HOPGUARD_BENCH_ALGS").unwrap_or_default();
+    let cases: Vec<Value> = mint::ALL_ALGS
+        .iter()
+        .filter(|a| only.is_empty() || only.split(',').any(|o| o == **a))
+        .map(|alg| {
+            let signer = mint::Signer::new(alg, &format!("v8-{alg}"));
+            let claims = json!({"iss": ISS, "aud": "bench", "sub": "alice", "iat": NOW, "exp": NOW + 3600});
+            json!({
+                "alg": alg,
+                "config": {"providers": [{
+                    "issuer": ISS, "audiences": ["bench"], "jwks": mint::jwks(&[&signer]),
+                    "fromHeaders": [{"name": "authorization", "prefix": "Bearer "}]
+                }]},
+                "token": signer.token(&claims),
+            })
+        })
+        .collect();
+    std::fs::write(out, serde_json::to_vec_pretty(&json!({ "cases": cases })).unwrap()).unwrap();
+}
+
+#[cfg(target_arch = "wasm32")]
+fn fixture(_: &str) {
+    panic!("the fixture is minted natively (cargo run --example v8_verify -- fixture OUT.json)");
+}
+
+/// Median microseconds per call of `f`, over 7 batches sized to about `ms` milliseconds in all.
+fn time_us(ms: u64, mut f: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    let mut calls = 0u64;
+    while start.elapsed() < Duration::from_millis(ms / 7 + 1) || calls < 3 {
+        f();
+        calls += 1;
+    }
+    let mut batches: Vec<f64> = (0..7)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..calls {
+                f();
+            }
+            t.elapsed().as_secs_f64() * 1e6 / calls as f64
+        })
+        .collect();
+    batches.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    batches[3]
+}
+
+fn run(path: &str, ms: u64) {
+    let fixture: Value = serde_json::from_slice(&std::fs::read(path).expect("read fixture")).expect("fixture JSON");
+    println!("| alg | verify (us) | decide, cache miss (us) |");
+    println!("|---|---:|---:|");
+    for case in fixture["cases"].as_array().expect("cases") {
+        let alg = case["alg"].as_str().unwrap();
+        let token = case["token"].as_str().unwrap();
+        let cfg = Config::from_value(&case["config"]).unwrap_or_else(|e| panic!("{alg}: config refused: {e}"));
+        let jws = hopguard::token::parse(token).unwrap();
+        let key = &cfg.providers[0].keys[0];
+        assert!(
+            key.verify(jws.alg, jws.signing_input.as_bytes(), &jws.signature),
+            "{alg}: does not verify"
+        );
+        let req = Request::new(vec![
+            (":method".into(), "GET".into()),
+            (":path".into(), "/orders/1".into()),
+            (":authority".into(), "orders.bench".into()),
+            ("authorization".into(), format!("Bearer {token}")),
+        ]);
+        assert_eq!(decide(&cfg, &req, NOW).verdict, Verdict::Allow, "{alg}: not allowed");
+        let verify = time_us(ms, || {
+            black_box(key.verify(
+                jws.alg,
+                black_box(jws.signing_input.as_bytes()),
+                black_box(&jws.signature),
+            ));
+        });
+        let whole = time_us(ms, || {
+            black_box(decide(black_box(&cfg), black_box(&req), NOW));
+        });
+        println!("| {alg} | {verify:.1} | {whole:.1} |");
+    }
+}
