@@ -165,12 +165,13 @@ fn decide_token(
             );
         }
     };
-    record.fingerprint = Some(telemetry::fingerprint(&one.token));
+    // One SHA-256 of the token per request: the fingerprint, the cache key and the revocation key.
+    let digest: [u8; 32] = Sha256::digest(one.token.as_bytes()).into();
+    record.fingerprint = Some(telemetry::fingerprint_of_digest(&digest));
     record.location = cfg.locations.get(one.location).map(|l| l.describe());
 
     // The verified-token cache (a hit skips parsing and the signature only), then full
     // verification.
-    let digest: [u8; 32] = Sha256::digest(one.token.as_bytes()).into();
     let key_set = |p: usize| match snap.keys.get(p) {
         Some(LiveKeys::Ready { keys, .. }) => Arc::as_ptr(keys) as usize,
         _ => 0,

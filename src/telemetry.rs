@@ -15,7 +15,14 @@ pub fn token_hash(token: &str) -> String {
 
 /// The truncated fingerprint used in logs and records.
 pub fn fingerprint(token: &str) -> String {
-    token_hash(token).chars().take(FINGERPRINT_CHARS).collect()
+    fingerprint_of_digest(&Sha256::digest(token.as_bytes()).into())
+}
+
+/// [`fingerprint`] from the token's SHA-256, when the caller has it already.
+pub fn fingerprint_of_digest(digest: &[u8; 32]) -> String {
+    let mut s = b64::encode(digest);
+    s.truncate(FINGERPRINT_CHARS);
+    s
 }
 
 /// The per-request decision record.

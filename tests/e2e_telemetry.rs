@@ -42,7 +42,8 @@ fn metrics_records_and_access_log_are_exact_and_never_leak() {
     let main_cfg = json!({
         "providers": [provider("idp")],
         "revocation": {"jtis": ["revoked-jti"]},
-        "telemetry": {"allowLog": "info", "denyLog": "warn", "leakGuard": "strip", "hashSubject": true}
+        "telemetry": {"allowLog": "info", "denyLog": "warn", "leakGuard": "strip", "hashSubject": true,
+                      "filterState": "fields"}
     });
     let dry_cfg = json!({"providers": [provider("idp-dry")], "dryRun": true, "telemetry": {"allowLog": "info"}});
     let fields = [

@@ -181,7 +181,7 @@ fn alert_rules_pass_promtool_when_installed() {
 /// Every shipped Envoy config (`envoy/*.yaml`) that runs the hopguard filter turns its stats into
 /// the same Prometheus labels as the code (`stats_config.stats_tags` equal to
 /// [`hopguard::telemetry::STATS_TAGS`]), and every HTTP connection manager running the filter writes
-/// an access log with hopguard's filter-state fields.
+/// an access log with hopguard's filter-state fields, which the plugin's configuration turns on.
 #[test]
 fn shipped_envoy_configs_extract_the_same_tags_as_the_code() {
     const WASM: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
@@ -262,6 +262,21 @@ fn shipped_envoy_configs_extract_the_same_tags_as_the_code() {
                     logged.iter().any(|l| l == field),
                     "{name}: {}: no JSON access log field {field}",
                     hcm["stat_prefix"]
+                );
+            }
+            // Filter state is opt-in: the plugin configuration must turn it on for the log.
+            for f in hcm["http_filters"].as_array().into_iter().flatten() {
+                if f["typed_config"]["@type"] != WASM || !is_hopguard(&f["typed_config"]) {
+                    continue;
+                }
+                let plugin: Value =
+                    serde_json::from_str(f["typed_config"]["config"]["configuration"]["value"].as_str().unwrap())
+                        .unwrap();
+                let cfg = hopguard::config::Config::from_value(&plugin).unwrap();
+                assert_ne!(
+                    cfg.telemetry.filter_state,
+                    hopguard::config::FilterState::Off,
+                    "{name}: the access log reads hopguard's filter state, but the plugin does not write it"
                 );
             }
         }
