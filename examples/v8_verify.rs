@@ -4,8 +4,9 @@
 //! - natively, `v8_verify fixture OUT.json` mints one key and one valid token per algorithm
 //!   (the test keys of tests/support/mint.rs) and writes them with a one-provider config;
 //! - built for wasm32-wasip1 and run by Node's WASI (V8), `v8_verify run FIXTURE.json [MS]` times,
-//!   per algorithm, the signature check alone (`Key::verify`) and a whole cache-miss decision
-//!   (`decision::decide`), and prints medians of 7 batches in microseconds.
+//!   per algorithm, the signature check alone (`Key::verify`), a whole cache-miss decision
+//!   (`decision::decide`), a cache-hit decision (`decision::decide_live` with a warm token cache)
+//!   and a request without a token, and prints medians of 7 batches in microseconds.
 //!
 //! Node's V8 is not Envoy's V8 build, but it is the same engine and compiler tiers, so the
 //! ratios between candidate implementations carry over; the Envoy figures come from scripts/bench.
@@ -15,12 +16,17 @@
 #[path = "../tests/support/mint.rs"]
 mod mint;
 
+use hopguard::cache::TokenCache;
 use hopguard::config::Config;
-use hopguard::decision::{decide, Verdict};
+use hopguard::decision::{decide, decide_live, Env, Verdict};
+use hopguard::policy::Connection;
+use hopguard::replay::ReplayCache;
 use hopguard::request::Request;
+use hopguard::snapshot::Snapshot;
 #[cfg(not(target_arch = "wasm32"))]
 use serde_json::json;
 use serde_json::Value;
+use std::cell::RefCell;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -93,8 +99,8 @@ fn time_us(ms: u64, mut f: impl FnMut()) -> f64 {
 
 fn run(path: &str, ms: u64) {
     let fixture: Value = serde_json::from_slice(&std::fs::read(path).expect("read fixture")).expect("fixture JSON");
-    println!("| alg | verify (us) | decide, cache miss (us) |");
-    println!("|---|---:|---:|");
+    println!("| alg | verify (us) | decide, cache miss (us) | decide, cache hit (us) | no token (us) |");
+    println!("|---|---:|---:|---:|---:|");
     for case in fixture["cases"].as_array().expect("cases") {
         let alg = case["alg"].as_str().unwrap();
         let token = case["token"].as_str().unwrap();
@@ -122,6 +128,34 @@ fn run(path: &str, ms: u64) {
         let whole = time_us(ms, || {
             black_box(decide(black_box(&cfg), black_box(&req), NOW));
         });
-        println!("| {alg} | {verify:.1} | {whole:.1} |");
+        let snapshot = Snapshot::new(&cfg);
+        let replay = RefCell::new(ReplayCache::new(16));
+        let cache = RefCell::new(TokenCache::new(1024));
+        let env = Env {
+            snapshot: &snapshot,
+            connection: &Connection::default,
+            replay: &replay,
+            cache: &cache,
+        };
+        assert_eq!(decide_live(&cfg, &env, &req, NOW, false).verdict, Verdict::Allow);
+        assert_eq!(decide_live(&cfg, &env, &req, NOW, false).record.cache_hit, Some(true));
+        let hit = time_us(ms, || {
+            black_box(decide_live(black_box(&cfg), &env, black_box(&req), NOW, false));
+        });
+        let bare = Request::new(
+            req.headers
+                .iter()
+                .filter(|(n, _)| n != "authorization")
+                .cloned()
+                .collect(),
+        );
+        let mut lenient = case["config"].clone();
+        lenient["requirement"] = "allowMissing".into();
+        let lenient = Config::from_value(&lenient).unwrap();
+        assert_eq!(decide(&lenient, &bare, NOW).verdict, Verdict::Allow);
+        let none = time_us(ms, || {
+            black_box(decide_live(black_box(&lenient), &env, black_box(&bare), NOW, false));
+        });
+        println!("| {alg} | {verify:.1} | {whole:.1} | {hit:.2} | {none:.2} |");
     }
 }

@@ -203,23 +203,18 @@ fn rsa_key(o: &Map<String, Value>, path: &str) -> Result<(Material, AlgSet), Con
     refuse_private(o, path, &["d", "p", "q", "dp", "dq", "qi", "oth"])?;
     let n = bytes_member(o, "n", path)?;
     let e = bytes_member(o, "e", path)?;
-    let n = rsa::BigUint::from_bytes_be(&n);
-    let bits = n.bits();
-    if bits < RSA_MIN_BITS {
-        return Err(ConfigError::new(
+    // Validated and prepared for verification (Montgomery constants) once, here.
+    let key = crate::rsa_key::RsaKey::new(&n, &e).map_err(|err| match err {
+        crate::rsa_key::RsaKeyError::ModulusTooShort(bits) => ConfigError::new(
             &format!("{path}.n"),
             format!("RSA modulus of {bits} bits; at least {RSA_MIN_BITS} are required (RFC 7518 3.3)"),
-        ));
-    }
-    if bits > RSA_MAX_BITS {
-        return Err(ConfigError::new(
+        ),
+        crate::rsa_key::RsaKeyError::ModulusTooLong(bits) => ConfigError::new(
             &format!("{path}.n"),
             format!("RSA modulus of {bits} bits; at most {RSA_MAX_BITS} are accepted"),
-        ));
-    }
-    let e = rsa::BigUint::from_bytes_be(&e);
-    let key = rsa::RsaPublicKey::new_with_max_size(n, e, RSA_MAX_BITS)
-        .map_err(|err| ConfigError::new(&format!("{path}.e"), format!("invalid RSA public key: {err}")))?;
+        ),
+        other => ConfigError::new(&format!("{path}.e"), format!("invalid RSA public key: {other}")),
+    })?;
     Ok((
         Material::Rsa(key),
         AlgSet::of(&[Alg::RS256, Alg::RS384, Alg::RS512, Alg::PS256, Alg::PS384, Alg::PS512]),
@@ -248,22 +243,19 @@ fn ec_key(o: &Map<String, Value>, path: &str) -> Result<Option<(Material, AlgSet
             ));
         }
     }
-    let mut sec1 = Vec::with_capacity(1 + 2 * size);
-    sec1.push(0x04);
-    sec1.extend_from_slice(&x);
-    sec1.extend_from_slice(&y);
+    // The key's precomputed table (crate::ecdsa) is built here, once per configuration.
     let off_curve = || ConfigError::new(path, format!("the point (x, y) is not on curve {crv}"));
     let m = match crv {
         "P-256" => (
-            Material::P256(p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| off_curve())?),
+            Material::P256(crate::ecdsa::P256Key::from_xy(&x, &y).ok_or_else(off_curve)?),
             AlgSet::of(&[Alg::ES256]),
         ),
         "P-384" => (
-            Material::P384(p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| off_curve())?),
+            Material::P384(crate::ecdsa::P384Key::from_xy(&x, &y).ok_or_else(off_curve)?),
             AlgSet::of(&[Alg::ES384]),
         ),
         _ => (
-            Material::P521(p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| off_curve())?),
+            Material::P521(crate::ecdsa::P521Key::from_xy(&x, &y).ok_or_else(off_curve)?),
             AlgSet::of(&[Alg::ES512]),
         ),
     };

@@ -1,12 +1,14 @@
 //! A verification key: its material, and the algorithms it is pinned to.
 //!
 //! The key type decides how the material is read; the token's `alg` only has to be in
-//! the key's pinned set. Every verification goes through jwt-compact's `Algorithm`
-//! trait (plus hopguard's ES384/ES512 implementations of it).
+//! the key's pinned set. RSA and ECDSA keys verify with hopguard's own code, written for
+//! Wasm and precomputed per key at configure time ([`crate::rsa_key`], [`crate::ecdsa`]);
+//! HMAC and Ed25519 through jwt-compact's `Algorithm` trait.
 
 use crate::algorithm::{Alg, AlgSet};
-use crate::ecdsa::{Es384, Es512};
-use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa};
+use crate::ecdsa::{P256Key, P384Key, P521Key};
+use crate::rsa_key::{RsaKey, Scheme};
+use jwt_compact::alg::{Ed25519, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
 use jwt_compact::{Algorithm, AlgorithmSignature};
 
 /// Key material, by key type and curve.
@@ -15,13 +17,13 @@ pub enum Material {
     /// `oct` secret (RFC 7518 6.4).
     Hmac(Vec<u8>),
     /// `RSA` public key (RFC 7518 6.3), at least 2048 bits.
-    Rsa(rsa::RsaPublicKey),
+    Rsa(RsaKey),
     /// `EC` P-256 public key.
-    P256(p256::ecdsa::VerifyingKey),
+    P256(P256Key),
     /// `EC` P-384 public key.
-    P384(p384::ecdsa::VerifyingKey),
+    P384(P384Key),
     /// `EC` P-521 public key.
-    P521(p521::ecdsa::VerifyingKey),
+    P521(P521Key),
     /// `OKP` Ed25519 public key (RFC 8037).
     Ed25519(ed25519_dalek::VerifyingKey),
 }
@@ -61,15 +63,15 @@ impl Key {
             (Material::Hmac(k), Alg::HS256) => check(Hs256, &Hs256Key::new(k), signing_input, signature),
             (Material::Hmac(k), Alg::HS384) => check(Hs384, &Hs384Key::new(k), signing_input, signature),
             (Material::Hmac(k), Alg::HS512) => check(Hs512, &Hs512Key::new(k), signing_input, signature),
-            (Material::Rsa(k), Alg::RS256) => check(Rsa::rs256(), k, signing_input, signature),
-            (Material::Rsa(k), Alg::RS384) => check(Rsa::rs384(), k, signing_input, signature),
-            (Material::Rsa(k), Alg::RS512) => check(Rsa::rs512(), k, signing_input, signature),
-            (Material::Rsa(k), Alg::PS256) => check(Rsa::ps256(), k, signing_input, signature),
-            (Material::Rsa(k), Alg::PS384) => check(Rsa::ps384(), k, signing_input, signature),
-            (Material::Rsa(k), Alg::PS512) => check(Rsa::ps512(), k, signing_input, signature),
-            (Material::P256(k), Alg::ES256) => check(Es256, k, signing_input, signature),
-            (Material::P384(k), Alg::ES384) => check(Es384, k, signing_input, signature),
-            (Material::P521(k), Alg::ES512) => check(Es512, k, signing_input, signature),
+            (Material::Rsa(k), Alg::RS256) => k.verify(Scheme::Rs256, signing_input, signature),
+            (Material::Rsa(k), Alg::RS384) => k.verify(Scheme::Rs384, signing_input, signature),
+            (Material::Rsa(k), Alg::RS512) => k.verify(Scheme::Rs512, signing_input, signature),
+            (Material::Rsa(k), Alg::PS256) => k.verify(Scheme::Ps256, signing_input, signature),
+            (Material::Rsa(k), Alg::PS384) => k.verify(Scheme::Ps384, signing_input, signature),
+            (Material::Rsa(k), Alg::PS512) => k.verify(Scheme::Ps512, signing_input, signature),
+            (Material::P256(k), Alg::ES256) => k.verify(signing_input, signature),
+            (Material::P384(k), Alg::ES384) => k.verify(signing_input, signature),
+            (Material::P521(k), Alg::ES512) => k.verify(signing_input, signature),
             (Material::Ed25519(k), Alg::EdDSA) => check(Ed25519, k, signing_input, signature),
             _ => false,
         }

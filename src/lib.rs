@@ -32,6 +32,7 @@ pub mod replay;
 pub mod request;
 pub mod response;
 pub mod revocation;
+pub mod rsa_key;
 pub mod schedule;
 pub mod snapshot;
 pub mod telemetry;

@@ -3,7 +3,6 @@
 use hopguard::algorithm::AlgSet;
 use hopguard::config::{Config, Location, Provider, Requirement};
 use hopguard::key::{Key, Material};
-use rsa::traits::PublicKeyParts;
 use serde_json::{json, Value};
 
 pub fn requirement_name(r: Requirement) -> &'static str {
@@ -21,7 +20,7 @@ pub fn algs(set: AlgSet) -> Vec<&'static str> {
 pub fn key_type(k: &Key) -> String {
     match &k.material {
         Material::Hmac(secret) => format!("oct ({} byte secret)", secret.len()),
-        Material::Rsa(pk) => format!("RSA {}", pk.size() * 8),
+        Material::Rsa(pk) => format!("RSA {}", pk.modulus_len() * 8),
         Material::P256(_) => "EC P-256".to_owned(),
         Material::P384(_) => "EC P-384".to_owned(),
         Material::P521(_) => "EC P-521".to_owned(),

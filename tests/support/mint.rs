@@ -10,7 +10,7 @@
 
 use hopguard::b64;
 use hopguard::ecdsa::{Es384, Es512};
-use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa};
+use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
 use jwt_compact::{Algorithm, AlgorithmSignature};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -145,10 +145,7 @@ impl Signer {
                 "HS384" => Hs384.sign(&Hs384Key::new(k), input).as_bytes().to_vec(),
                 _ => Hs512.sign(&Hs512Key::new(k), input).as_bytes().to_vec(),
             },
-            Secret::Rsa(k) => {
-                let a: Rsa = alg.parse().unwrap();
-                a.sign(k, input).as_bytes().to_vec()
-            }
+            Secret::Rsa(k) => rsa_sign(alg, k, input),
             Secret::P256(k) => Es256.sign(k, input).as_bytes().to_vec(),
             Secret::P384(k) => Es384.sign(k, input).as_bytes().to_vec(),
             Secret::P521(k) => Es512.sign(k, input).as_bytes().to_vec(),
@@ -170,6 +167,29 @@ impl Signer {
     /// A token with the standard header `{alg, kid, typ: JWT}`.
     pub fn token(&self, claims: &Value) -> String {
         self.sign(&json!({"alg": self.alg, "kid": self.kid, "typ": "JWT"}), claims)
+    }
+}
+
+/// An RS*/PS* signature with the `rsa` crate (PSS: random salt of the hash length, RFC 7518 3.5).
+fn rsa_sign(alg: &str, key: &rsa::RsaPrivateKey, input: &[u8]) -> Vec<u8> {
+    use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer};
+    use sha2::{Sha384, Sha512};
+    let key = key.clone();
+    let mut rng = rand::thread_rng();
+    match alg {
+        "RS256" => rsa::pkcs1v15::SigningKey::<Sha256>::new(key).sign(input).to_vec(),
+        "RS384" => rsa::pkcs1v15::SigningKey::<Sha384>::new(key).sign(input).to_vec(),
+        "RS512" => rsa::pkcs1v15::SigningKey::<Sha512>::new(key).sign(input).to_vec(),
+        "PS256" => rsa::pss::SigningKey::<Sha256>::new(key)
+            .sign_with_rng(&mut rng, input)
+            .to_vec(),
+        "PS384" => rsa::pss::SigningKey::<Sha384>::new(key)
+            .sign_with_rng(&mut rng, input)
+            .to_vec(),
+        "PS512" => rsa::pss::SigningKey::<Sha512>::new(key)
+            .sign_with_rng(&mut rng, input)
+            .to_vec(),
+        other => panic!("{other} is not an RSA algorithm"),
     }
 }
 
