@@ -340,7 +340,13 @@ fn authorize(
     if policies.policies.is_empty() && !bound {
         return Ok(None);
     }
-    let connection = (env.connection)();
+    // Connection facts are host calls in the shell: read only when something looks at them
+    // (a bound token's `cnf`, or a policy's source/destination checks or `bind`).
+    let connection = if bound || policies.reads_connection() {
+        (env.connection)()
+    } else {
+        Connection::default()
+    };
     let input = PolicyInput {
         request: req,
         connection: &connection,

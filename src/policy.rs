@@ -355,6 +355,24 @@ enum Check {
     Sni(Field<StrMatch>),
 }
 
+impl Check {
+    /// Whether the check reads a fact of the connection (the peer's identity, addresses,
+    /// the destination port, SNI) rather than of the request or the token.
+    fn reads_connection(&self) -> bool {
+        matches!(
+            self,
+            Check::Principals(_)
+                | Check::Namespaces(_)
+                | Check::ServiceAccounts(_)
+                | Check::TrustDomains(_)
+                | Check::SourceIp(_)
+                | Check::DestinationIp(_)
+                | Check::Ports(_)
+                | Check::Sni(_)
+        )
+    }
+}
+
 /// One rule of a policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
@@ -392,6 +410,23 @@ pub struct Policies {
     /// Section-wide `denyStatus` / `denyBody`.
     pub custom: Custom,
     has_dry_run: bool,
+}
+
+impl Policies {
+    /// Whether evaluating these policies may read the connection (a `source`/`destination`
+    /// check or a `bind`). When not, the shell's Envoy property reads are skipped: each is
+    /// a host call, and a request path that needs none should not pay for them.
+    pub fn reads_connection(&self) -> bool {
+        self.policies.iter().flat_map(|p| &p.rules).any(|r| {
+            r.bind.is_some()
+                || r.from
+                    .iter()
+                    .chain(&r.to)
+                    .flatten()
+                    .chain(&r.when)
+                    .any(Check::reads_connection)
+        })
+    }
 }
 
 impl Default for Policies {

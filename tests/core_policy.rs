@@ -224,3 +224,39 @@ fn dry_run_rules_record_and_custom_denials_replace_status_and_body() {
         "the table keeps its own status"
     );
 }
+
+#[test]
+fn connection_facts_are_read_only_when_a_policy_looks_at_them() {
+    use hopguard::policy::Policies;
+    let parse = |v: serde_json::Value| Policies::parse(&v, "authorization").unwrap();
+    let request_only = parse(
+        serde_json::json!({"policies": [{"name": "p", "action": "ALLOW", "rules": [{
+        "from": [{"source": {"requestPrincipals": ["*"]}}],
+        "to": [{"operation": {"methods": ["GET"], "paths": ["/orders/*"], "hosts": ["orders"]}}],
+        "when": [{"key": "request.auth.claims[scope]", "values": ["read"]}]}]}]}),
+    );
+    assert!(!request_only.reads_connection());
+    for (what, rule) in [
+        (
+            "principals",
+            serde_json::json!({"from": [{"source": {"principals": ["cluster.local/ns/a/sa/b"]}}]}),
+        ),
+        (
+            "namespaces",
+            serde_json::json!({"from": [{"source": {"notNamespaces": ["dev"]}}]}),
+        ),
+        (
+            "ipBlocks",
+            serde_json::json!({"from": [{"source": {"ipBlocks": ["10.0.0.0/8"]}}]}),
+        ),
+        ("ports", serde_json::json!({"to": [{"operation": {"ports": ["8080"]}}]})),
+        (
+            "sni",
+            serde_json::json!({"when": [{"key": "connection.sni", "values": ["a.example"]}]}),
+        ),
+        ("bind", serde_json::json!({"bind": {"workload": {"claim": "azp"}}})),
+    ] {
+        let p = parse(serde_json::json!({"policies": [{"name": "p", "action": "ALLOW", "rules": [rule]}]}));
+        assert!(p.reads_connection(), "{what}");
+    }
+}
