@@ -269,7 +269,7 @@ impl Config {
     }
 
     pub fn from_value(v: &Value) -> Result<Config, ConfigError> {
-        let mut top = Fields::new(
+        let top = Fields::new(
             v,
             "$",
             &[
@@ -378,7 +378,7 @@ fn parse_provider(
     locations: &mut Vec<Location>,
     notes: &mut Vec<String>,
 ) -> Result<Provider, ConfigError> {
-    let mut f = Fields::new(
+    let f = Fields::new(
         v,
         path,
         &[
@@ -548,7 +548,7 @@ fn parse_provider(
     if let Some(hs) = f.opt_array("fromHeaders")? {
         for (i, h) in hs.iter().enumerate() {
             let hp = format!("{path}.fromHeaders[{i}]");
-            let mut hf = Fields::new(h, &hp, &["name", "prefix"])?;
+            let hf = Fields::new(h, &hp, &["name", "prefix"])?;
             let name = header_name(hf.req_str("name")?, &format!("{hp}.name"))?;
             let prefix = hf.opt_str("prefix")?.unwrap_or("").to_owned();
             if prefix.len() > 64 || !prefix.bytes().all(|b| (0x20..0x7f).contains(&b)) {
@@ -599,7 +599,7 @@ fn parse_provider(
     if let Some(list) = f.opt_array("outputClaimToHeaders")? {
         for (i, c) in list.iter().enumerate() {
             let cp = format!("{path}.outputClaimToHeaders[{i}]");
-            let mut cf = Fields::new(c, &cp, &["header", "claim"])?;
+            let cf = Fields::new(c, &cp, &["header", "claim"])?;
             let header = header_name(cf.req_str("header")?, &format!("{cp}.header"))?;
             let claim = cf.req_str("claim")?;
             let parts: Vec<String> = claim.split('.').map(str::to_owned).collect();
@@ -639,7 +639,7 @@ fn parse_provider(
 }
 
 fn parse_telemetry(v: &Value, path: &str) -> Result<Telemetry, ConfigError> {
-    let mut f = Fields::new(
+    let f = Fields::new(
         v,
         path,
         &[
@@ -651,7 +651,7 @@ fn parse_telemetry(v: &Value, path: &str) -> Result<Telemetry, ConfigError> {
             "filterState",
         ],
     )?;
-    let level = |f: &mut Fields, key: &str, default: RecordLevel| -> Result<RecordLevel, ConfigError> {
+    let level = |f: &Fields, key: &str, default: RecordLevel| -> Result<RecordLevel, ConfigError> {
         match f.opt_str(key)? {
             None => Ok(default),
             Some("off") => Ok(RecordLevel::Off),
@@ -662,8 +662,8 @@ fn parse_telemetry(v: &Value, path: &str) -> Result<Telemetry, ConfigError> {
         }
     };
     let d = Telemetry::default();
-    let allow_log = level(&mut f, "allowLog", d.allow_log)?;
-    let deny_log = level(&mut f, "denyLog", d.deny_log)?;
+    let allow_log = level(&f, "allowLog", d.allow_log)?;
+    let deny_log = level(&f, "denyLog", d.deny_log)?;
     let sample_rate = match f.opt("sampleRate") {
         None => 1.0,
         Some(v) => match v.as_f64() {
@@ -705,7 +705,7 @@ fn parse_revocation(v: &Value, path: &str) -> Result<Revocation, ConfigError> {
         "waitMs",
     ];
     let inline = RevocationList::from_value_with(v, path, &remote_fields)?;
-    let mut f = Fields::new(
+    let f = Fields::new(
         v,
         path,
         &[&["jtis", "subjects", "fingerprints"][..], &remote_fields[..]].concat(),
@@ -806,14 +806,15 @@ fn is_quoted_string_safe(b: u8) -> bool {
     (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'
 }
 
-/// An object being read: refuses unknown members up front, then hands out known ones.
-struct Fields<'a> {
-    map: &'a Map<String, Value>,
-    path: String,
+/// An object being read: refuses unknown members up front, then hands out known ones, with
+/// the JSON path in every error. Shared by the configuration's parsers (config, policy).
+pub(crate) struct Fields<'a> {
+    pub(crate) map: &'a Map<String, Value>,
+    pub(crate) path: String,
 }
 
 impl<'a> Fields<'a> {
-    fn new(v: &'a Value, path: &str, known: &[&str]) -> Result<Fields<'a>, ConfigError> {
+    pub(crate) fn new(v: &'a Value, path: &str, known: &[&str]) -> Result<Fields<'a>, ConfigError> {
         let map = v
             .as_object()
             .ok_or_else(|| ConfigError::new(path, "must be a JSON object"))?;
@@ -829,15 +830,19 @@ impl<'a> Fields<'a> {
         })
     }
 
-    fn err(&self, key: &str, msg: impl Into<String>) -> ConfigError {
-        ConfigError::new(&format!("{}.{key}", self.path), msg)
+    pub(crate) fn child(&self, key: &str) -> String {
+        format!("{}.{key}", self.path)
     }
 
-    fn opt(&mut self, key: &str) -> Option<&'a Value> {
+    pub(crate) fn err(&self, key: &str, msg: impl Into<String>) -> ConfigError {
+        ConfigError::new(&self.child(key), msg)
+    }
+
+    pub(crate) fn opt(&self, key: &str) -> Option<&'a Value> {
         self.map.get(key)
     }
 
-    fn opt_str(&mut self, key: &str) -> Result<Option<&'a str>, ConfigError> {
+    pub(crate) fn opt_str(&self, key: &str) -> Result<Option<&'a str>, ConfigError> {
         match self.opt(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -845,11 +850,11 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn req_str(&mut self, key: &str) -> Result<&'a str, ConfigError> {
+    pub(crate) fn req_str(&self, key: &str) -> Result<&'a str, ConfigError> {
         self.opt_str(key)?.ok_or_else(|| self.err(key, "required"))
     }
 
-    fn opt_bool(&mut self, key: &str) -> Result<Option<bool>, ConfigError> {
+    pub(crate) fn opt_bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
         match self.opt(key) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -857,7 +862,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn opt_u64_in(&mut self, key: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
+    pub(crate) fn opt_u64_in(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
         match self.opt(key) {
             None => Ok(None),
             Some(v) => match v.as_u64() {
@@ -867,7 +872,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn opt_array(&mut self, key: &str) -> Result<Option<&'a Vec<Value>>, ConfigError> {
+    pub(crate) fn opt_array(&self, key: &str) -> Result<Option<&'a Vec<Value>>, ConfigError> {
         match self.opt(key) {
             None => Ok(None),
             Some(Value::Array(a)) => Ok(Some(a)),
@@ -875,11 +880,12 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn req_array(&mut self, key: &str) -> Result<&'a Vec<Value>, ConfigError> {
+    pub(crate) fn req_array(&self, key: &str) -> Result<&'a Vec<Value>, ConfigError> {
         self.opt_array(key)?.ok_or_else(|| self.err(key, "required"))
     }
 
-    fn opt_string_list(&mut self, key: &str) -> Result<Vec<String>, ConfigError> {
+    /// A list of strings (absent: empty).
+    pub(crate) fn opt_string_list(&self, key: &str) -> Result<Vec<String>, ConfigError> {
         let Some(a) = self.opt_array(key)? else {
             return Ok(Vec::new());
         };

@@ -37,7 +37,7 @@
 //! ALLOW policy for enforcement.
 
 use crate::binding::{self, Actor, Bind, BindingMode, Delegation, Mismatch, Presentation, Workload};
-use crate::config::ConfigError;
+use crate::config::{ConfigError, Fields};
 use crate::dpop::{self, DpopError, DpopSettings};
 use crate::json;
 use crate::matcher::{
@@ -809,7 +809,7 @@ impl Policies {
             certificate_binding: parse_mode(&f, "certificateBinding")?,
             ..Policies::default()
         };
-        for (i, c) in f.string_list("spaceDelimitedClaims")?.into_iter().enumerate() {
+        for (i, c) in f.opt_string_list("spaceDelimitedClaims")?.into_iter().enumerate() {
             if c.is_empty() || c.contains('[') || c.contains(']') {
                 return Err(ConfigError::new(
                     &format!("{path}.spaceDelimitedClaims[{i}]"),
@@ -881,7 +881,7 @@ fn parse_dpop(v: &Value, path: &str) -> Result<(BindingMode, DpopSettings), Conf
         s.replay_cache_size = usize::try_from(n).unwrap_or(usize::MAX);
     }
     if f.opt("algorithms").is_some() {
-        let names = f.string_list("algorithms")?;
+        let names = f.opt_string_list("algorithms")?;
         if names.is_empty() {
             return Err(f.err("algorithms", "must not be empty"));
         }
@@ -899,7 +899,7 @@ fn parse_dpop(v: &Value, path: &str) -> Result<(BindingMode, DpopSettings), Conf
         }
         s.algorithms = crate::algorithm::AlgSet::of(&algs);
     }
-    for (i, scheme) in f.string_list("htuSchemes")?.into_iter().enumerate() {
+    for (i, scheme) in f.opt_string_list("htuSchemes")?.into_iter().enumerate() {
         if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) {
             return Err(ConfigError::new(
                 &format!("{path}.htuSchemes[{i}]"),
@@ -1284,7 +1284,7 @@ fn field<M>(
         return Ok(None);
     }
     let read = |key: &str| -> Result<Vec<M>, ConfigError> {
-        let list = f.value_list(key, numbers)?;
+        let list = value_list(f, key, numbers)?;
         let mut out = Vec::with_capacity(list.len());
         for (i, s) in list.iter().enumerate() {
             out.push(parse(s).map_err(|e| ConfigError::new(&format!("{}.{key}[{i}]", f.path), e))?);
@@ -1380,121 +1380,22 @@ fn identities(v: &Value, path: &str) -> Result<Vec<String>, ConfigError> {
     Ok(out)
 }
 
-/// An object being read: refuses unknown members up front, then hands out known ones.
-struct Fields<'a> {
-    map: &'a Map<String, Value>,
-    path: String,
-}
-
-impl<'a> Fields<'a> {
-    fn new(v: &'a Value, path: &str, known: &[&str]) -> Result<Fields<'a>, ConfigError> {
-        let map = v
-            .as_object()
-            .ok_or_else(|| ConfigError::new(path, "must be a JSON object"))?;
-        if let Some(k) = map.keys().find(|k| !known.contains(&k.as_str())) {
-            return Err(ConfigError::new(
-                &format!("{path}.{}", json::truncate(k, 64)),
-                format!("unknown field; expected one of: {}", known.join(", ")),
-            ));
-        }
-        Ok(Fields {
-            map,
-            path: path.to_owned(),
-        })
+/// A matcher value list: strings (and, with `numbers`, whole numbers as text), at
+/// most [`MAX_VALUES`].
+fn value_list(f: &Fields<'_>, key: &str, numbers: bool) -> Result<Vec<String>, ConfigError> {
+    let Some(a) = f.opt_array(key)? else {
+        return Ok(Vec::new());
+    };
+    if a.len() > MAX_VALUES {
+        return Err(f.err(key, format!("at most {MAX_VALUES} values")));
     }
-
-    fn child(&self, key: &str) -> String {
-        format!("{}.{key}", self.path)
-    }
-
-    fn err(&self, key: &str, msg: impl Into<String>) -> ConfigError {
-        ConfigError::new(&self.child(key), msg)
-    }
-
-    fn opt(&self, key: &str) -> Option<&'a Value> {
-        self.map.get(key)
-    }
-
-    fn opt_str(&self, key: &str) -> Result<Option<&'a str>, ConfigError> {
-        match self.opt(key) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(self.err(key, "must be a string")),
+    let mut out = Vec::with_capacity(a.len());
+    for (i, v) in a.iter().enumerate() {
+        match v {
+            Value::String(s) => out.push(s.clone()),
+            Value::Number(n) if numbers && n.is_u64() => out.push(n.to_string()),
+            _ => return Err(ConfigError::new(&format!("{}[{i}]", f.child(key)), "must be a string")),
         }
     }
-
-    fn req_str(&self, key: &str) -> Result<&'a str, ConfigError> {
-        self.opt_str(key)?.ok_or_else(|| self.err(key, "required"))
-    }
-
-    fn opt_bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
-        match self.opt(key) {
-            None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(self.err(key, "must be true or false")),
-        }
-    }
-
-    fn opt_u64_in(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
-        match self.opt(key) {
-            None => Ok(None),
-            Some(v) => match v.as_u64() {
-                Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
-                _ => Err(self.err(key, format!("must be a whole number from {min} to {max}"))),
-            },
-        }
-    }
-
-    fn opt_array(&self, key: &str) -> Result<Option<&'a Vec<Value>>, ConfigError> {
-        match self.opt(key) {
-            None => Ok(None),
-            Some(Value::Array(a)) => Ok(Some(a)),
-            Some(_) => Err(self.err(key, "must be an array")),
-        }
-    }
-
-    /// A list of strings (absent: empty).
-    fn string_list(&self, key: &str) -> Result<Vec<String>, ConfigError> {
-        let Some(a) = self.opt_array(key)? else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::with_capacity(a.len());
-        for (i, v) in a.iter().enumerate() {
-            match v.as_str() {
-                Some(s) => out.push(s.to_owned()),
-                None => {
-                    return Err(ConfigError::new(
-                        &format!("{}.{key}[{i}]", self.path),
-                        "must be a string",
-                    ))
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// A matcher value list: strings (and, with `numbers`, whole numbers as text), at
-    /// most [`MAX_VALUES`].
-    fn value_list(&self, key: &str, numbers: bool) -> Result<Vec<String>, ConfigError> {
-        let Some(a) = self.opt_array(key)? else {
-            return Ok(Vec::new());
-        };
-        if a.len() > MAX_VALUES {
-            return Err(self.err(key, format!("at most {MAX_VALUES} values")));
-        }
-        let mut out = Vec::with_capacity(a.len());
-        for (i, v) in a.iter().enumerate() {
-            match v {
-                Value::String(s) => out.push(s.clone()),
-                Value::Number(n) if numbers && n.is_u64() => out.push(n.to_string()),
-                _ => {
-                    return Err(ConfigError::new(
-                        &format!("{}.{key}[{i}]", self.path),
-                        "must be a string",
-                    ))
-                }
-            }
-        }
-        Ok(out)
-    }
+    Ok(out)
 }
