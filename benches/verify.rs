@@ -3,6 +3,9 @@
 //! Each iteration is the whole core path of a request (extraction, parsing, key selection,
 //! signature, claims, the header mutations and the record), with a fresh worker state, so no
 //! verified-token cache can answer: this is the cost of a cache miss, natively.
+//! `decide/cached` is the same request answered by a warm verified-token cache
+//! (`decision::decide_live`), and `decide/no-token` a request without a token under
+//! `allowMissing`: the two paths most requests take.
 //!
 //! `cargo bench --bench verify` (a few seconds per algorithm; `-- RS256` filters).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -11,11 +14,16 @@
 mod mint;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use hopguard::cache::TokenCache;
 use hopguard::config::Config;
-use hopguard::decision::{decide, Verdict};
+use hopguard::decision::{decide, decide_live, Env, Verdict};
+use hopguard::policy::Connection;
+use hopguard::replay::ReplayCache;
 use hopguard::request::Request;
+use hopguard::snapshot::Snapshot;
 use mint::{Signer, ALL_ALGS};
 use serde_json::json;
+use std::cell::RefCell;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -60,6 +68,35 @@ fn verify(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("valid", alg), &req, |b, req| {
             b.iter(|| decide(black_box(&cfg), black_box(req), NOW));
         });
+        let snapshot = Snapshot::new(&cfg);
+        let replay = RefCell::new(ReplayCache::new(16));
+        let cache = RefCell::new(TokenCache::new(1024));
+        let env = Env {
+            snapshot: &snapshot,
+            connection: &Connection::default,
+            replay: &replay,
+            cache: &cache,
+        };
+        assert_eq!(decide_live(&cfg, &env, &req, NOW, false).record.cache_hit, Some(false));
+        assert_eq!(decide_live(&cfg, &env, &req, NOW, false).record.cache_hit, Some(true));
+        group.bench_with_input(BenchmarkId::new("cached", alg), &req, |b, req| {
+            b.iter(|| decide_live(black_box(&cfg), &env, black_box(req), NOW, false));
+        });
+        if alg == "ES256" {
+            let mut lenient = Config::clone(&cfg);
+            lenient.requirement = hopguard::config::Requirement::AllowMissing;
+            let bare = Request::new(
+                req.headers
+                    .iter()
+                    .filter(|(n, _)| n != "authorization")
+                    .cloned()
+                    .collect(),
+            );
+            assert_eq!(decide(&lenient, &bare, NOW).verdict, Verdict::Allow);
+            group.bench_function("no-token", |b| {
+                b.iter(|| decide_live(black_box(&lenient), &env, black_box(&bare), NOW, false));
+            });
+        }
     }
     group.finish();
 }

@@ -1,5 +1,7 @@
-//! The verified-token cache: per worker, keyed by the token's SHA-256, bounded in
-//! entries, first in first out. A hit skips parsing and the signature, never the rest:
+//! The verified-token cache: per worker, keyed by the token itself (a hit is the exact
+//! same bytes, found through std's keyed SipHash), bounded in entries and in bytes per
+//! entry, first in first out. An entry keeps the token's SHA-256, so a hit costs no
+//! hashing beyond the lookup. A hit skips parsing and the signature, never the rest:
 //! the time claims and audience are checked again at every request, the revocation
 //! lists and policies run after it, an entry is only used for the provider and key set
 //! it was verified with (a key rotation empties it in effect), and it is dropped once
@@ -25,13 +27,15 @@ pub struct Entry {
     pub claims: Rc<Map<String, Value>>,
     /// `exp` in seconds, to drop the entry when the token dies.
     pub exp: Option<f64>,
+    /// The token's SHA-256 (fingerprint and revocation key).
+    pub digest: [u8; 32],
 }
 
 #[derive(Debug, Default)]
 pub struct TokenCache {
     capacity: usize,
-    map: HashMap<[u8; 32], Entry>,
-    order: VecDeque<[u8; 32]>,
+    map: HashMap<Rc<str>, Entry>,
+    order: VecDeque<Rc<str>>,
     pub hits: u64,
     pub misses: u64,
 }
@@ -55,14 +59,14 @@ impl TokenCache {
         self.map.is_empty()
     }
 
-    /// The entry for `hash` if it was verified with `key_set` and has not expired.
-    pub fn get(&mut self, hash: &[u8; 32], key_set: impl Fn(usize) -> usize, now: u64) -> Option<Entry> {
-        let hit = match self.map.get(hash) {
+    /// The entry for `token` if it was verified with `key_set` and has not expired.
+    pub fn get(&mut self, token: &str, key_set: impl Fn(usize) -> usize, now: u64) -> Option<Entry> {
+        let hit = match self.map.get(token) {
             Some(e) if e.key_set == key_set(e.provider) && e.exp.map_or(true, |exp| (now as f64) < exp) => {
                 Some(e.clone())
             }
             Some(_) => {
-                self.map.remove(hash);
+                self.map.remove(token);
                 None
             }
             None => None,
@@ -75,9 +79,9 @@ impl TokenCache {
         hit
     }
 
-    /// Remembers a verified token.
-    pub fn insert(&mut self, hash: [u8; 32], entry: Entry) {
-        if self.capacity == 0 {
+    /// Remembers a verified token (not one longer than [`MAX_CACHED_TOKEN_BYTES`]).
+    pub fn insert(&mut self, token: &str, entry: Entry) {
+        if self.capacity == 0 || token.len() > MAX_CACHED_TOKEN_BYTES {
             return;
         }
         while self.map.len() >= self.capacity {
@@ -88,8 +92,9 @@ impl TokenCache {
                 None => break,
             }
         }
-        if self.map.insert(hash, entry).is_none() {
-            self.order.push_back(hash);
+        let key: Rc<str> = Rc::from(token);
+        if self.map.insert(Rc::clone(&key), entry).is_none() {
+            self.order.push_back(key);
         }
         // Keys of entries removed on lookup stay in `order` until they reach the front;
         // bound that slack too.
@@ -114,31 +119,34 @@ mod tests {
             kid: None,
             claims: Rc::new(Map::new()),
             exp,
+            digest: [0; 32],
         }
     }
 
     #[test]
     fn hits_misses_expiry_key_sets_and_bounds() {
         let mut c = TokenCache::new(2);
-        c.insert([1; 32], entry(0, 7, Some(100.0)));
-        assert!(c.get(&[1; 32], |_| 7, 50).is_some());
-        assert!(c.get(&[1; 32], |_| 8, 50).is_none(), "another key set");
-        c.insert([1; 32], entry(0, 7, Some(100.0)));
-        assert!(c.get(&[1; 32], |_| 7, 100).is_none(), "expired");
-        c.insert([2; 32], entry(0, 7, None));
-        c.insert([3; 32], entry(0, 7, None));
-        c.insert([4; 32], entry(0, 7, None));
+        c.insert("a.b.c", entry(0, 7, Some(100.0)));
+        assert!(c.get("a.b.c", |_| 7, 50).is_some());
+        assert!(c.get("a.b.d", |_| 7, 50).is_none(), "only the exact token");
+        assert!(c.get("a.b.c", |_| 8, 50).is_none(), "another key set");
+        c.insert("a.b.c", entry(0, 7, Some(100.0)));
+        assert!(c.get("a.b.c", |_| 7, 100).is_none(), "expired");
+        c.insert("t2", entry(0, 7, None));
+        c.insert("t3", entry(0, 7, None));
+        c.insert("t4", entry(0, 7, None));
         assert!(c.len() <= 2);
-        assert!(c.get(&[4; 32], |_| 7, 0).is_some());
-        assert!(c.get(&[2; 32], |_| 7, 0).is_none(), "evicted first in first out");
+        assert!(c.get("t4", |_| 7, 0).is_some());
+        assert!(c.get("t2", |_| 7, 0).is_none(), "evicted first in first out");
         for i in 0..10_000u32 {
-            let mut k = [0u8; 32];
-            k[..4].copy_from_slice(&i.to_le_bytes());
-            c.insert(k, entry(0, 7, None));
+            c.insert(&format!("token-{i}"), entry(0, 7, None));
         }
         assert!(c.len() <= 2 && c.order.len() <= 4);
+        let long = "x".repeat(MAX_CACHED_TOKEN_BYTES + 1);
+        c.insert(&long, entry(0, 7, None));
+        assert!(c.get(&long, |_| 7, 0).is_none(), "too long to cache");
         let mut off = TokenCache::new(0);
-        off.insert([9; 32], entry(0, 0, None));
+        off.insert("t9", entry(0, 0, None));
         assert!(off.is_empty());
     }
 }

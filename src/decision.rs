@@ -86,7 +86,7 @@ pub fn decide_live(cfg: &Config, env: &Env<'_>, req: &Request, now: u64, may_wai
     }
     let record = Record {
         request_id: request_id(req),
-        route: Some(req.path().split('?').next().unwrap_or("/").chars().take(256).collect()),
+        route: Some(route_of(req.path()).to_owned()),
         leaks: leaks.kinds,
         ..Record::default()
     };
@@ -165,19 +165,16 @@ fn decide_token(
             );
         }
     };
-    // One SHA-256 of the token per request: the fingerprint, the cache key and the revocation key.
-    let digest: [u8; 32] = Sha256::digest(one.token.as_bytes()).into();
-    record.fingerprint = Some(telemetry::fingerprint_of_digest(&digest));
     record.location = cfg.locations.get(one.location).map(|l| l.describe());
 
-    // The verified-token cache (a hit skips parsing and the signature only), then full
-    // verification.
+    // The verified-token cache (a hit skips hashing, parsing and the signature only),
+    // then full verification.
     let key_set = |p: usize| match snap.keys.get(p) {
         Some(LiveKeys::Ready { keys, .. }) => Arc::as_ptr(keys) as usize,
         _ => 0,
     };
     let cached = match env.cache.try_borrow_mut() {
-        Ok(mut c) if one.token.len() <= cache::MAX_CACHED_TOKEN_BYTES => c.get(&digest, key_set, now).filter(|e| {
+        Ok(mut c) if one.token.len() <= cache::MAX_CACHED_TOKEN_BYTES => c.get(&one.token, key_set, now).filter(|e| {
             cfg.providers
                 .get(e.provider)
                 .is_some_and(|p| p.locations.contains(&one.location))
@@ -192,6 +189,7 @@ fn decide_token(
     record.cache_hit = Some(cached.is_some());
     let entry = match cached {
         Some(e) => {
+            record.fingerprint = Some(telemetry::fingerprint_of_digest(&e.digest));
             let checked = cfg.providers.get(e.provider).map_or(Err(Reason::ConfigInvalid), |p| {
                 verifier::check_claims(p, &e.claims, now)
             });
@@ -205,6 +203,9 @@ fn decide_token(
             e
         }
         None => {
+            // One SHA-256 of the token per verification: the fingerprint and the revocation key.
+            let digest: [u8; 32] = Sha256::digest(one.token.as_bytes()).into();
+            record.fingerprint = Some(telemetry::fingerprint_of_digest(&digest));
             let v = match verifier::verify_live(cfg, snap, one.location, &one.token, now, may_wait) {
                 Ok(v) => v,
                 Err(Stop::Wait(w)) => return wait(w, mutations, record),
@@ -217,11 +218,10 @@ fn decide_token(
                 kid: v.jws.kid,
                 exp: v.jws.claims.get("exp").and_then(|x| x.as_f64()),
                 claims: Rc::new(v.jws.claims),
+                digest,
             };
-            if one.token.len() <= cache::MAX_CACHED_TOKEN_BYTES {
-                if let Ok(mut c) = env.cache.try_borrow_mut() {
-                    c.insert(digest, e.clone());
-                }
+            if let Ok(mut c) = env.cache.try_borrow_mut() {
+                c.insert(&one.token, e.clone());
             }
             e
         }
@@ -233,7 +233,6 @@ fn decide_token(
     // Revocation: inline and remote lists, by jti, sub and the token's hash.
     let jti = claims.get("jti").and_then(|v| v.as_str());
     let sub = claims.get("sub").and_then(|v| v.as_str());
-    let hash = crate::b64::encode(&digest);
     let remote_list = match (&snap.revocation, &cfg.revocation.remote) {
         (LiveList::Ready { list, stale }, Some(r)) => {
             if *stale && r.fail_closed {
@@ -256,6 +255,13 @@ fn decide_token(
             return fail(cfg, env, req, now, f, &[one], mutations, record);
         }
         _ => None,
+    };
+    // The token's hash as lists carry it, encoded only when a list revokes by hash.
+    let by_hash = cfg.revocation.inline.by_hash() || remote_list.is_some_and(|l| l.by_hash());
+    let hash = if by_hash {
+        crate::b64::encode(&entry.digest)
+    } else {
+        String::new()
     };
     if cfg.revocation.inline.revokes(jti, sub, &hash) || remote_list.is_some_and(|l| l.revokes(jti, sub, &hash)) {
         let f = Failure {
@@ -515,6 +521,13 @@ fn deny_with_realm(realm: &str, failure: Failure, mut record: Record) -> Decisio
 }
 
 /// `x-request-id`, if it is short and printable.
+/// The path without its query, at most 256 characters.
+fn route_of(path: &str) -> &str {
+    let route = path.split('?').next().unwrap_or("/");
+    let end = route.char_indices().nth(256).map_or(route.len(), |(i, _)| i);
+    route.get(..end).unwrap_or(route)
+}
+
 fn request_id(req: &Request) -> Option<String> {
     req.header("x-request-id")
         .filter(|v| v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))

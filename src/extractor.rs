@@ -45,6 +45,12 @@ pub fn extract(locations: &[Location], req: &Request) -> Vec<Candidate> {
                 0
             }
         };
+        if !locations
+            .iter()
+            .any(|l| matches!(l, Location::Header { name: n, .. } if n == name))
+        {
+            continue;
+        }
         // Envoy folds repeated header lines into one comma-joined value, and a JWS never
         // contains a comma: each element is a possible token of its own.
         for element in value.split(',') {
@@ -198,6 +204,14 @@ fn strip_prefix_ci<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
 fn query_of(path: &str) -> Option<&str> {
     let q = path.split_once('?')?.1;
     Some(q.split('#').next().unwrap_or(q))
+}
+
+/// [`percent_decode`], or `s` itself when it has nothing to decode or a broken escape.
+pub(crate) fn percent_decoded(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains(['%', '+']) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    percent_decode(s).map_or(std::borrow::Cow::Borrowed(s), std::borrow::Cow::Owned)
 }
 
 /// Percent-decodes a query component (`+` is a space, as in forms); `None` if the

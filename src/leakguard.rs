@@ -39,7 +39,9 @@ pub fn scan(cfg: &Config, req: &Request) -> Leaks {
                 0
             }
         };
-        if name.starts_with(':') || name == "cookie" || reads_header(name) {
+        // Every JWT-shaped value starts with `eyJ` (see `looks_like_jwt`): most headers
+        // are ruled out by that search alone.
+        if !value.contains("eyJ") || name.starts_with(':') || name == "cookie" || reads_header(name) {
             continue;
         }
         if value.split(',').any(looks_like_jwt) {
@@ -60,8 +62,8 @@ pub fn scan(cfg: &Config, req: &Request) -> Leaks {
             let (k, v) = piece.split_once('=').unwrap_or((piece, ""));
             // Compared and inspected as the upstream will read them: percent-decoded
             // (`access%5Ftoken`, a JWT with `%2E` for its dots).
-            let k = extractor::percent_decode(k).unwrap_or_else(|| k.to_owned());
-            let v = extractor::percent_decode(v).unwrap_or_else(|| v.to_owned());
+            let k = extractor::percent_decoded(k);
+            let v = extractor::percent_decoded(v);
             let configured = cfg.locations.iter().any(|l| matches!(l, Location::Param(n) if *n == k));
             if !configured && looks_like_jwt(&v) {
                 kinds.push("query_token");

@@ -82,6 +82,11 @@ impl RevocationList {
         self.len() == 0
     }
 
+    /// Whether this list revokes any token by its hash (so a caller needs to compute it).
+    pub fn by_hash(&self) -> bool {
+        !self.hashes.is_empty() || !self.prefixes.is_empty()
+    }
+
     /// Whether a token with these identifiers is revoked. `token_hash` is the full
     /// base64url SHA-256 of the token.
     pub fn revokes(&self, jti: Option<&str>, sub: Option<&str>, token_hash: &str) -> bool {
@@ -147,6 +152,9 @@ mod tests {
             "by the 16-character fingerprint of a log line"
         );
         assert!(!l.revokes(Some("j2"), Some("alice"), &token_hash("q")));
+        assert!(l.by_hash());
+        let by_id = RevocationList::from_value(&json!({"jtis": ["j1"]}), "$").unwrap();
+        assert!(!by_id.by_hash(), "a list of jtis needs no token hash");
         assert_eq!(l.len(), 4);
     }
 

@@ -25,7 +25,7 @@ use crate::request::{Mutation, Request};
 use crate::revocation::RevocationList;
 use crate::schedule::{self, SourceState};
 use crate::snapshot::{LiveKeys, LiveList, Snapshot};
-use crate::telemetry::{Metric, MetricKind};
+use crate::telemetry::{Metric, MetricKind, DECISIONS};
 use crate::verifier::Wait;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -251,8 +251,17 @@ struct Waiter {
 }
 
 /// The metrics of one configuration, defined at configure time, and the record settings.
+/// Those every request touches are resolved to their ids once (`requests`, `providers`,
+/// `cache`, `verify`): no hashing of metric names per request.
 struct Meters {
     ids: HashMap<Metric, u32>,
+    /// `requests_total` by [`crate::telemetry::DECISIONS`] index.
+    requests: [Option<u32>; 4],
+    /// `provider_requests_total` by provider index, then decision index.
+    providers: Vec<[Option<u32>; 4]>,
+    /// `token_cache_total`: hit, miss.
+    cache: [Option<u32>; 2],
+    verify: Option<u32>,
     telemetry: crate::config::Telemetry,
     /// xorshift state for record sampling.
     sample: std::cell::Cell<u64>,
@@ -271,7 +280,16 @@ impl Meters {
                 ids.insert(m, id);
             }
         }
+        let by_decision = |m: &dyn Fn(&'static str) -> Metric| DECISIONS.map(|d| ids.get(&m(d)).copied());
         Meters {
+            requests: by_decision(&Metric::Requests),
+            providers: cfg
+                .providers
+                .iter()
+                .map(|p| by_decision(&|d| Metric::ProviderRequests(p.name.clone(), d)))
+                .collect(),
+            cache: ["hit", "miss"].map(|r| ids.get(&Metric::TokenCache(r)).copied()),
+            verify: ids.get(&Metric::VerifyDuration).copied(),
             ids,
             telemetry: cfg.telemetry.clone(),
             sample: std::cell::Cell::new(seed | 1),
@@ -279,14 +297,18 @@ impl Meters {
     }
 
     fn count(&self, m: &Metric) {
-        if let Some(id) = self.ids.get(m) {
-            let _ = hostcalls::increment_metric(*id, 1);
-        }
+        Meters::count_id(self.ids.get(m).copied());
     }
 
     fn record(&self, m: &Metric, value: u64) {
         if let Some(id) = self.ids.get(m) {
             let _ = hostcalls::record_metric(*id, value);
+        }
+    }
+
+    fn count_id(id: Option<u32>) {
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, 1);
         }
     }
 
@@ -304,29 +326,28 @@ impl Meters {
     }
 
     /// Counts a decision, logs its record, and exports it to filter state.
-    fn report(&self, cfg: &Config, d: &Decision) {
+    fn report(&self, d: &Decision) {
         let decision = d.record.decision;
-        if decision != "wait" {
-            self.count(&Metric::Requests(decision));
+        // `wait` is no decision yet: it is counted when the request is decided.
+        if let Some(i) = DECISIONS.iter().position(|x| *x == decision) {
+            Meters::count_id(self.requests.get(i).copied().flatten());
+            if let Some(ids) = d.provider.and_then(|p| self.providers.get(p)) {
+                Meters::count_id(ids.get(i).copied().flatten());
+            }
         }
         if let (Some(r), true) = (d.reason, decision != "allow" && decision != "wait") {
             self.count(&Metric::Denials(r.code()));
-        }
-        if let Some(p) = d.provider.and_then(|i| cfg.providers.get(i)) {
-            if decision != "wait" {
-                self.count(&Metric::ProviderRequests(p.name.clone(), decision));
-            }
         }
         for k in &d.record.leaks {
             self.count(&Metric::Leaks(k));
         }
         match d.record.cache_hit {
-            Some(true) => self.count(&Metric::TokenCache("hit")),
-            Some(false) => self.count(&Metric::TokenCache("miss")),
+            Some(true) => Meters::count_id(self.cache[0]),
+            Some(false) => Meters::count_id(self.cache[1]),
             None => {}
         }
-        if let Some(us) = d.record.verify_us {
-            self.record(&Metric::VerifyDuration, us);
+        if let (Some(us), Some(id)) = (d.record.verify_us, self.verify) {
+            let _ = hostcalls::record_metric(id, us);
         }
         let level = if decision == "allow" {
             if !self.sampled() {
@@ -992,9 +1013,9 @@ fn read_request() -> Request {
 
 /// Applies a decision about `req` to the current HTTP context. `resume`: the request was
 /// paused. A host error on a header change or the reply is logged; nothing panics.
-fn apply(req: &Request, d: Decision, resume: bool, report: Option<(&Meters, &Config)>) -> Action {
+fn apply(req: &Request, d: Decision, resume: bool, report: Option<&Meters>) -> Action {
     match report {
-        Some((meters, cfg)) => meters.report(cfg, &d),
+        Some(meters) => meters.report(&d),
         None => log::info!("hopguard: decision {}", d.record.to_json()),
     }
     for m in &d.mutations {
@@ -1075,14 +1096,8 @@ fn decide_timed(worker: &RefCell<Worker>, req: &Request, now: u64, may_wait: boo
 
 /// Reports and applies a decision (no worker borrow is held while Envoy runs).
 fn finish(worker: &RefCell<Worker>, req: &Request, d: Decision, resume: bool) -> Action {
-    let (meters, cfg) = match worker.try_borrow() {
-        Ok(w) => (w.meters.clone(), w.config.clone()),
-        Err(_) => (None, None),
-    };
-    match (&meters, &cfg) {
-        (Some(m), Some(c)) => apply(req, d, resume, Some((m, c))),
-        _ => apply(req, d, resume, None),
-    }
+    let meters = worker.try_borrow().ok().and_then(|w| w.meters.clone());
+    apply(req, d, resume, meters.as_deref())
 }
 
 impl Http {

@@ -415,7 +415,10 @@ fn the_token_cache_skips_the_signature_but_never_the_checks() {
     use hopguard::snapshot::Snapshot;
     use std::cell::RefCell;
 
-    let mut top = json!({"revocation": {"jtis": ["dead"]}});
+    let mut hashed_claims = good_claims();
+    hashed_claims["jti"] = json!("revoked-by-hash");
+    let hashed = signer("ES256").token(&hashed_claims);
+    let mut top = json!({"revocation": {"jtis": ["dead"], "fingerprints": [hopguard::telemetry::token_hash(&hashed)]}});
     top["providers"] = json!([base_provider()]);
     let c = Config::from_value(&top).unwrap();
     let snapshot = Snapshot::new(&c);
@@ -441,6 +444,23 @@ fn the_token_cache_skips_the_signature_but_never_the_checks() {
         (Verdict::Allow, Some(true))
     );
     assert_eq!(first.mutations, second.mutations, "a hit decides exactly as a miss");
+    assert_eq!(first.record.fingerprint, Some(hopguard::telemetry::fingerprint(&t)));
+    assert_eq!(
+        second.record.fingerprint, first.record.fingerprint,
+        "a hit carries the same fingerprint"
+    );
+    // A token that differs in one byte is not a hit.
+    let mut other = t.clone();
+    other.push('A');
+    assert_eq!(
+        decide_live(&c, &env, &bearer(&other), NOW, false).record.cache_hit,
+        Some(false)
+    );
+    // Revocation by the token's hash holds on a hit too (the entry keeps the hash).
+    for round in [Some(false), Some(true)] {
+        let d = decide_live(&c, &env, &bearer(&hashed), NOW, false);
+        assert_eq!((d.record.cache_hit, reason_of(&d)), (round, Some(Reason::TokenRevoked)));
+    }
     // Expiry is checked at every request, cached or not.
     let late = decide_live(&c, &env, &bearer(&t), NOW + 100 + 60, false);
     assert_eq!(reason_of(&late), Some(Reason::TokenExpired));
