@@ -200,6 +200,9 @@ enum Filter {
     },
     /// examples/noop_filter.rs: the floor of any Rust proxy-wasm filter.
     Noop,
+    /// examples/noop_filter.rs in `host-calls` mode: hopguard's host calls of a cache hit,
+    /// deciding nothing.
+    HostCalls,
     Hopguard,
     /// hopguard with `requirement: allowMissing`, for requests without a token.
     HopguardAllowMissing,
@@ -271,6 +274,13 @@ fn configurations() -> Vec<Configuration> {
         filter: Filter::Noop,
         alg: "ES256",
         tokens: Tokens::Absent,
+    });
+    out.push(Configuration {
+        label: "wasm-host-calls".into(),
+        title: "Rust proxy-wasm filter making hopguard's host calls of a cache hit, deciding nothing".into(),
+        filter: Filter::HostCalls,
+        alg: "ES256",
+        tokens: Tokens::Repeated,
     });
     out.push(Configuration {
         label: "hopguard-no-token".into(),
@@ -357,6 +367,7 @@ fn listener_for(c: &Configuration, signer: &Signer, direct: bool) -> Listener {
     match c.filter {
         Filter::None => l,
         Filter::Noop => l.filter(support::envoy::wasm_filter_yaml(&noop_wasm_path(), "noop", "{}")),
+        Filter::HostCalls => l.filter(support::envoy::wasm_filter_yaml(&noop_wasm_path(), "noop", "host-calls")),
         Filter::Native { cache } => l.filter(native_filter(signer, cache)),
         Filter::Hopguard | Filter::HopguardAllowMissing | Filter::HopguardFull => {
             l.filter(hopguard_filter_yaml(&hopguard_config(signer, c.filter).to_string()))
@@ -956,7 +967,7 @@ fn stat_or_zero(envoy: &Envoy, name: &str) -> u64 {
 /// `token_cache_total`, or jwt_authn's `jwt_cache_hit` / `jwt_cache_miss`.
 fn cache_counters(envoy: &Envoy, filter: Filter) -> (Option<u64>, Option<u64>) {
     match filter {
-        Filter::None | Filter::Noop => (None, None),
+        Filter::None | Filter::Noop | Filter::HostCalls => (None, None),
         Filter::Native { .. } => (
             envoy.stat(&format!("http.{LISTENER}.jwt_authn.jwt_cache_hit")),
             envoy.stat(&format!("http.{LISTENER}.jwt_authn.jwt_cache_miss")),
@@ -1377,7 +1388,7 @@ fn report(ctx: &Ctx, suts: &[Sut], memory: &[MemoryResult], meta: &Meta) -> Stri
         let hit_rate = match (hits, misses) {
             (Some(h), Some(m)) if h + m > 0 => format!("{:.1}%", h as f64 * 100.0 / (h + m) as f64),
             _ if sut.config.tokens == Tokens::Absent => "no token".into(),
-            _ if matches!(sut.config.filter, Filter::None | Filter::Noop) => "".into(),
+            _ if matches!(sut.config.filter, Filter::None | Filter::Noop | Filter::HostCalls) => "".into(),
             _ if sut.config.filter == Filter::Native { cache: false } => "off".into(),
             _ => "not exported".into(),
         };
