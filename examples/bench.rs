@@ -367,7 +367,11 @@ fn listener_for(c: &Configuration, signer: &Signer, direct: bool) -> Listener {
     match c.filter {
         Filter::None => l,
         Filter::Noop => l.filter(support::envoy::wasm_filter_yaml(&noop_wasm_path(), "noop", "{}")),
-        Filter::HostCalls => l.filter(support::envoy::wasm_filter_yaml(&noop_wasm_path(), "noop", "host-calls")),
+        Filter::HostCalls => l.filter(support::envoy::wasm_filter_yaml(
+            &noop_wasm_path(),
+            "noop",
+            "host-calls",
+        )),
         Filter::Native { cache } => l.filter(native_filter(signer, cache)),
         Filter::Hopguard | Filter::HopguardAllowMissing | Filter::HopguardFull => {
             l.filter(hopguard_filter_yaml(&hopguard_config(signer, c.filter).to_string()))

@@ -86,7 +86,11 @@ mod filter {
                 return Action::Continue;
             };
             let started = std::time::Instant::now();
-            black_box(hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map(|h| h.len()).ok());
+            black_box(
+                hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+                    .map(|h| h.len())
+                    .ok(),
+            );
             black_box(hostcalls::get_current_time().ok());
             for id in calls.counters {
                 let _ = hostcalls::increment_metric(id, 1);

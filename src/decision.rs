@@ -187,7 +187,7 @@ fn decide_token(
         _ => None,
     };
     record.cache_hit = Some(cached.is_some());
-    let entry = match cached {
+    let mut entry = match cached {
         Some(e) => {
             record.fingerprint = Some(telemetry::fingerprint_of_digest(&e.digest));
             let checked = cfg.providers.get(e.provider).map_or(Err(Reason::ConfigInvalid), |p| {
@@ -271,7 +271,7 @@ fn decide_token(
         return fail(cfg, env, req, now, f, &[one], mutations, record);
     }
     record.provider = Some(provider.name.clone());
-    record.kid = entry.kid.clone();
+    record.kid = entry.kid.take();
     record.subject = claims.get("sub").and_then(|v| v.as_str()).map(str::to_owned);
     record.jti = claims.get("jti").and_then(|v| v.as_str()).map(str::to_owned);
     record.decision = "allow";

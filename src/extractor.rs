@@ -33,18 +33,7 @@ pub struct Candidate {
 pub fn extract(locations: &[Location], req: &Request) -> Vec<Candidate> {
     let mut out = Vec::new();
     // Headers: each element yields at most one token, for the longest matching prefix.
-    let mut nth_of: Vec<(&str, usize)> = Vec::new();
-    for (name, value) in &req.headers {
-        let nth = match nth_of.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, c)) => {
-                *c += 1;
-                *c
-            }
-            None => {
-                nth_of.push((name, 0));
-                0
-            }
-        };
+    for (i, (name, value)) in req.headers.iter().enumerate() {
         if !locations
             .iter()
             .any(|l| matches!(l, Location::Header { name: n, .. } if n == name))
@@ -70,7 +59,7 @@ pub fn extract(locations: &[Location], req: &Request) -> Vec<Candidate> {
                     location,
                     spot: Spot::Header {
                         name: name.clone(),
-                        nth,
+                        nth: req.nth_of(i),
                     },
                     token: rest.trim_matches(|c| c == ' ' || c == '\t').to_owned(),
                 });

@@ -27,18 +27,7 @@ pub fn scan(cfg: &Config, req: &Request) -> Leaks {
             .any(|l| matches!(l, Location::Header { name: n, .. } if n == name))
             || cfg.output_headers().any(|h| h == name)
     };
-    let mut nth_of: Vec<(&str, usize)> = Vec::new();
-    for (name, value) in &req.headers {
-        let nth = match nth_of.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, c)) => {
-                *c += 1;
-                *c
-            }
-            None => {
-                nth_of.push((name, 0));
-                0
-            }
-        };
+    for (i, (name, value)) in req.headers.iter().enumerate() {
         // Every JWT-shaped value starts with `eyJ` (see `looks_like_jwt`): most headers
         // are ruled out by that search alone.
         if !value.contains("eyJ") || name.starts_with(':') || name == "cookie" || reads_header(name) {
@@ -50,7 +39,7 @@ pub fn scan(cfg: &Config, req: &Request) -> Leaks {
                 location: usize::MAX,
                 spot: Spot::Header {
                     name: name.clone(),
-                    nth,
+                    nth: req.nth_of(i),
                 },
                 token: String::new(),
             });

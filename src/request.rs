@@ -66,6 +66,14 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Which value of its name header `index` is: 0 for the first header of that name.
+    pub fn nth_of(&self, index: usize) -> usize {
+        match self.headers.get(index) {
+            Some((name, _)) => self.headers.iter().take(index).filter(|(n, _)| n == name).count(),
+            None => 0,
+        }
+    }
+
     pub fn path(&self) -> &str {
         self.header(":path").unwrap_or("/")
     }
@@ -105,6 +113,18 @@ pub enum Mutation {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
     use super::*;
+
+    #[test]
+    fn nth_of_counts_earlier_headers_of_the_same_name() {
+        let req = Request::new(
+            [("a", "1"), ("b", "1"), ("a", "2"), ("a", "3")]
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        let nth: Vec<usize> = (0..5).map(|i| req.nth_of(i)).collect();
+        assert_eq!(nth, [0, 0, 1, 2, 0]);
+    }
 
     #[test]
     fn non_utf8_values_are_read_as_latin1_and_written_back_byte_for_byte() {
