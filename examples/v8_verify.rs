@@ -4,7 +4,9 @@
 //! - natively, `v8_verify fixture OUT.json` mints one key and one valid token per algorithm
 //!   (the test keys of tests/support/mint.rs) and writes them with a one-provider config;
 //! - built for wasm32-wasip1 and run by Node's WASI (V8), `v8_verify run FIXTURE.json [MS]` times,
-//!   per algorithm, the signature check alone (`Key::verify`), a whole cache-miss decision
+//!   per algorithm, building the key from its JWK (`JwkSet::parse` of a one-key set: what each
+//!   key of a fetched JWKS, and each DPoP proof's `jwk`, costs, precomputation included), the
+//!   signature check alone (`Key::verify`), a whole cache-miss decision
 //!   (`decision::decide`), a cache-hit decision (`decision::decide_live` with a warm token cache)
 //!   and a request without a token, and prints medians of 7 batches in microseconds.
 //!
@@ -99,8 +101,10 @@ fn time_us(ms: u64, mut f: impl FnMut()) -> f64 {
 
 fn run(path: &str, ms: u64) {
     let fixture: Value = serde_json::from_slice(&std::fs::read(path).expect("read fixture")).expect("fixture JSON");
-    println!("| alg | verify (us) | decide, cache miss (us) | decide, cache hit (us) | no token (us) |");
-    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| alg | key from JWK (us) | verify (us) | decide, cache miss (us) | decide, cache hit (us) | no token (us) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
     for case in fixture["cases"].as_array().expect("cases") {
         let alg = case["alg"].as_str().unwrap();
         let token = case["token"].as_str().unwrap();
@@ -118,6 +122,11 @@ fn run(path: &str, ms: u64) {
             ("authorization".into(), format!("Bearer {token}")),
         ]);
         assert_eq!(decide(&cfg, &req, NOW).verdict, Verdict::Allow, "{alg}: not allowed");
+        let jwks = &case["config"]["providers"][0]["jwks"];
+        assert_eq!(hopguard::jwks::JwkSet::parse(jwks, "$").unwrap().keys.len(), 1);
+        let build = time_us(ms, || {
+            black_box(hopguard::jwks::JwkSet::parse(black_box(jwks), "$").is_ok());
+        });
         let verify = time_us(ms, || {
             black_box(key.verify(
                 jws.alg,
@@ -156,6 +165,6 @@ fn run(path: &str, ms: u64) {
         let none = time_us(ms, || {
             black_box(decide_live(black_box(&lenient), &env, black_box(&bare), NOW, false));
         });
-        println!("| {alg} | {verify:.1} | {whole:.1} | {hit:.2} | {none:.2} |");
+        println!("| {alg} | {build:.1} | {verify:.1} | {whole:.1} | {hit:.2} | {none:.2} |");
     }
 }

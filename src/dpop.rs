@@ -32,7 +32,7 @@
 use crate::algorithm::{Alg, AlgName, AlgSet};
 use crate::b64;
 use crate::json;
-use crate::jwks::JwkSet;
+use crate::jwks::{JwkSet, Lifetime};
 use crate::replay::{ReplayCache, Seen};
 use crate::request::Request;
 use crate::telemetry;
@@ -351,7 +351,7 @@ fn public_key(jwk: &Map<String, Value>) -> Result<crate::key::Key, DpopError> {
         _ => return Err(DpopError::Jwk),
     }
     let set = serde_json::json!({ "keys": [Value::Object(jwk.clone())] });
-    let parsed = JwkSet::parse(&set, "$.jwk").map_err(|_| DpopError::Jwk)?;
+    let parsed = JwkSet::parse_for(&set, "$.jwk", Lifetime::OneShot).map_err(|_| DpopError::Jwk)?;
     if !parsed.errors.is_empty() {
         return Err(DpopError::Jwk);
     }

@@ -576,11 +576,11 @@ fn build_table<C: Curve<N>, const N: usize>(p: &Affine<N>, w: u32) -> Option<Vec
 }
 
 /// Room for the wNAF digits of the longest scalar (P-521: 522 positions).
-const WNAF_MAX: usize = 528;
+pub(crate) const WNAF_MAX: usize = 528;
 
 /// Width-`w` NAF digits of `s` over `len` bit positions (`s < 2^(len-1)`): odd digits
 /// with `|d| < 2^(w-1)`, at least `w` positions apart, `sum d_i 2^i = s`.
-fn wnaf<const N: usize>(s: &Limbs<N>, w: u32, len: usize) -> [i8; WNAF_MAX] {
+pub(crate) fn wnaf<const N: usize>(s: &Limbs<N>, w: u32, len: usize) -> [i8; WNAF_MAX] {
     let bit_at = |i: usize| -> u32 { s.get(i / 32).map_or(0, |l| (l >> (i % 32)) & 1) };
     let bits_at = |i: usize, count: usize| -> u32 {
         let mut v = 0;

@@ -30,9 +30,26 @@ pub struct JwkSet {
     pub skipped: Vec<String>,
 }
 
+/// How long parsed keys will live, which decides whether precomputing pays off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    /// A provider's key set: each key verifies many tokens, so keys get their tables.
+    Lasting,
+    /// A DPoP proof's `jwk`: one signature. Ed25519 keys skip their table (building it
+    /// costs more than the one verification it would speed up); RSA and EC keys are the
+    /// same either way.
+    OneShot,
+}
+
 impl JwkSet {
-    /// Reads `{"keys":[...]}` at `path`. Errors only when the set itself is unusable.
+    /// Reads `{"keys":[...]}` at `path`, for keys that last. Errors only when the set
+    /// itself is unusable.
     pub fn parse(value: &Value, path: &str) -> Result<JwkSet, ConfigError> {
+        JwkSet::parse_for(value, path, Lifetime::Lasting)
+    }
+
+    /// [`JwkSet::parse`], for keys of the given lifetime.
+    pub fn parse_for(value: &Value, path: &str, lifetime: Lifetime) -> Result<JwkSet, ConfigError> {
         let obj = value
             .as_object()
             .ok_or_else(|| ConfigError::new(path, "a JWK Set must be a JSON object with \"keys\""))?;
@@ -51,7 +68,7 @@ impl JwkSet {
         let mut set = JwkSet::default();
         for (i, jwk) in list.iter().enumerate() {
             let p = format!("{keys_path}[{i}]");
-            match parse_key(jwk, &p) {
+            match parse_key(jwk, &p, lifetime) {
                 Ok(Parsed::Key(k)) => set.keys.push(*k),
                 Ok(Parsed::Skipped(why)) => set.skipped.push(format!("{p}: {why}")),
                 Err(e) => set.errors.push(e),
@@ -66,7 +83,7 @@ enum Parsed {
     Skipped(String),
 }
 
-fn parse_key(jwk: &Value, path: &str) -> Result<Parsed, ConfigError> {
+fn parse_key(jwk: &Value, path: &str, lifetime: Lifetime) -> Result<Parsed, ConfigError> {
     let o = jwk
         .as_object()
         .ok_or_else(|| ConfigError::new(path, "a JWK must be a JSON object"))?;
@@ -122,7 +139,7 @@ fn parse_key(jwk: &Value, path: &str) -> Result<Parsed, ConfigError> {
             Some(m) => m,
             None => return Ok(Parsed::Skipped("EC curve not supported".into())),
         },
-        "OKP" => match okp_key(o, path)? {
+        "OKP" => match okp_key(o, path, lifetime)? {
             Some(m) => m,
             None => return Ok(Parsed::Skipped("OKP curve not supported".into())),
         },
@@ -262,7 +279,7 @@ fn ec_key(o: &Map<String, Value>, path: &str) -> Result<Option<(Material, AlgSet
     Ok(Some(m))
 }
 
-fn okp_key(o: &Map<String, Value>, path: &str) -> Result<Option<(Material, AlgSet)>, ConfigError> {
+fn okp_key(o: &Map<String, Value>, path: &str, lifetime: Lifetime) -> Result<Option<(Material, AlgSet)>, ConfigError> {
     let crv = str_member(o, "crv", path)?.ok_or_else(|| ConfigError::new(&format!("{path}.crv"), "required"))?;
     if crv != "Ed25519" {
         return Ok(None);
@@ -275,8 +292,11 @@ fn okp_key(o: &Map<String, Value>, path: &str) -> Result<Option<(Material, AlgSe
             "an Ed25519 public key is exactly 32 bytes (RFC 8037 2)",
         )
     })?;
-    let key = ed25519_dalek::VerifyingKey::from_bytes(&x)
-        .map_err(|_| ConfigError::new(&format!("{path}.x"), "not a valid Ed25519 public key"))?;
+    let key = match lifetime {
+        Lifetime::Lasting => crate::ed25519::Ed25519Key::from_bytes(&x),
+        Lifetime::OneShot => crate::ed25519::Ed25519Key::one_shot(&x),
+    }
+    .ok_or_else(|| ConfigError::new(&format!("{path}.x"), "not a valid Ed25519 public key"))?;
     Ok(Some((Material::Ed25519(key), AlgSet::of(&[Alg::EdDSA]))))
 }
 

@@ -1,14 +1,15 @@
 //! A verification key: its material, and the algorithms it is pinned to.
 //!
 //! The key type decides how the material is read; the token's `alg` only has to be in
-//! the key's pinned set. RSA and ECDSA keys verify with hopguard's own code, written for
-//! Wasm and precomputed per key at configure time ([`crate::rsa_key`], [`crate::ecdsa`]);
-//! HMAC and Ed25519 through jwt-compact's `Algorithm` trait.
+//! the key's pinned set. RSA, ECDSA and Ed25519 keys verify with hopguard's own code,
+//! written for Wasm and precomputed per key at configure time ([`crate::rsa_key`],
+//! [`crate::ecdsa`], [`crate::ed25519`]); HMAC through jwt-compact's `Algorithm` trait.
 
 use crate::algorithm::{Alg, AlgSet};
 use crate::ecdsa::{P256Key, P384Key, P521Key};
+use crate::ed25519::Ed25519Key;
 use crate::rsa_key::{RsaKey, Scheme};
-use jwt_compact::alg::{Ed25519, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
+use jwt_compact::alg::{Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
 use jwt_compact::{Algorithm, AlgorithmSignature};
 
 /// Key material, by key type and curve.
@@ -25,7 +26,7 @@ pub enum Material {
     /// `EC` P-521 public key.
     P521(P521Key),
     /// `OKP` Ed25519 public key (RFC 8037).
-    Ed25519(ed25519_dalek::VerifyingKey),
+    Ed25519(Ed25519Key),
 }
 
 impl std::fmt::Debug for Material {
@@ -72,7 +73,7 @@ impl Key {
             (Material::P256(k), Alg::ES256) => k.verify(signing_input, signature),
             (Material::P384(k), Alg::ES384) => k.verify(signing_input, signature),
             (Material::P521(k), Alg::ES512) => k.verify(signing_input, signature),
-            (Material::Ed25519(k), Alg::EdDSA) => check(Ed25519, k, signing_input, signature),
+            (Material::Ed25519(k), Alg::EdDSA) => k.verify(signing_input, signature),
             _ => false,
         }
     }

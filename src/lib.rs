@@ -5,7 +5,7 @@
 //! never imports `proxy_wasm` and runs under host `cargo test`.
 //!
 //! Request path: [`request`] -> [`extractor`] -> [`verifier`] ([`token`], [`key`],
-//! [`jwks`], [`algorithm`], [`ecdsa`]) -> [`decision`] -> [`response`] / [`claims`],
+//! [`jwks`], [`algorithm`], [`ecdsa`], [`ed25519`]) -> [`decision`] -> [`response`] / [`claims`],
 //! with every refusal named by one [`reason::Reason`] and reported by [`telemetry`].
 //! Configuration: [`config`], parsed once with JSON paths in its errors.
 
@@ -18,6 +18,7 @@ pub mod config;
 pub mod decision;
 pub mod dpop;
 pub mod ecdsa;
+pub mod ed25519;
 pub mod extractor;
 pub mod json;
 pub mod jwks;
