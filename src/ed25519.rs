@@ -15,14 +15,16 @@
 //! - field arithmetic is fiat-crypto's formally verified `curve25519_32` (ten 25.5-bit limbs,
 //!   64-bit products: one Wasm `i64.mul` each);
 //! - `[S]B - [k]A` is one interleaved loop over wNAF digits, each scalar split into
-//!   [`PIECES`] pieces of [`L`] bits, so it runs only `L` doublings (43, not 253), adding
+//!   [`PIECES`] pieces of [`L`] bits, so it runs only `L` doublings (32, not 253), adding
 //!   the pieces' digits from tables of odd multiples of `2^(jL)*A` (per key, built with
 //!   the key) and `2^(jL)*B` (per VM, built on first use) in affine "Niels" form
 //!   `(y+x, y-x, 2dxy)`, with mixed extended + affine additions (HWCD 2008, `a = -1`);
 //! - variable time by design: branches and table indices depend on the signature.
 //!
-//! Tables: per key `6 * 8` points of 120 bytes (5.6 KB); for `B`, per VM, `6 * 32` points
-//! (22.5 KB).
+//! Tables: per key `8 * 8` points of 120 bytes (7.5 KB); for `B`, per VM, `8 * 64` points
+//! (60 KB). In V8 (`scripts/bench-crypto`) 8 pieces and a window of 8 for `B` verified in
+//! 40 us against 45 us with 6 pieces and a window of 7; a window of 6 for `A` gained nothing
+//! and doubled the key's table.
 
 use crate::ecdsa::wnaf;
 use curve25519_dalek::Scalar;
@@ -33,13 +35,13 @@ use std::sync::{Arc, OnceLock};
 use fiat::{fiat_25519_loose_field_element as Loose, fiat_25519_tight_field_element as Tight};
 
 /// Scalars are split into this many pieces of [`L`] bits.
-const PIECES: usize = 6;
+const PIECES: usize = 8;
 /// Piece length: wNAF digits of a scalar below `2^253` cover 254 positions.
 const L: usize = 254_usize.div_ceil(PIECES);
 /// wNAF window for the key `A` (per-key table of `PIECES * 2^(WA-2)` points).
 const WA: u32 = 5;
 /// wNAF window for the base point `B` (per-VM table of `PIECES * 2^(WB-2)` points).
-const WB: u32 = 7;
+const WB: u32 = 8;
 
 // ---------------------------------------------------------------------------------------
 // Field arithmetic mod p = 2^255 - 19: thin wrappers over fiat-crypto. `Tight` values are
