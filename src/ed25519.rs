@@ -455,6 +455,17 @@ impl Ed25519Key {
         &self.bytes
     }
 
+    /// The encoding of `[S]B - [k]A`, `k = SHA-512(R || A || M) mod l`, that a signature
+    /// `R || S` must have as its `R`; `None` when `S >= l` or the key has no table. For
+    /// tests: it exposes the arithmetic to comparison on any input, not only on signatures.
+    #[doc(hidden)]
+    pub fn commitment(&self, r: &[u8; 32], s: &[u8; 32], msg: &[u8]) -> Option<[u8; 32]> {
+        match &self.form {
+            Form::Table(table) => commitment_with(table, &self.bytes, r, s, msg),
+            Form::Plain(_) => None,
+        }
+    }
+
     /// Verifies a JWS `EdDSA` signature (64 bytes `R || S`) over `msg`.
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
         match &self.form {
@@ -471,10 +482,13 @@ fn verify_with(at: &[Niels], key: &[u8; 32], msg: &[u8], sig: &[u8]) -> Option<b
     let (r, s) = sig.split_at(32);
     let r: [u8; 32] = r.try_into().ok()?;
     let s: [u8; 32] = s.try_into().ok()?;
-    // S < l, or no signature (RFC 8032 5.1.7 step 1).
-    if Option::<Scalar>::from(Scalar::from_canonical_bytes(s)).is_none() {
-        return Some(false);
-    }
+    Some(commitment_with(at, key, &r, &s, msg)? == r)
+}
+
+/// The encoding of `[S]B - [k]A` with `k = SHA-512(R || A || M) mod l`; `None` when
+/// `S >= l` (RFC 8032 5.1.7 step 1: no signature).
+fn commitment_with(at: &[Niels], key: &[u8; 32], r: &[u8; 32], s: &[u8; 32], msg: &[u8]) -> Option<[u8; 32]> {
+    Option::<Scalar>::from(Scalar::from_canonical_bytes(*s))?;
     let mut h = Sha512::new();
     h.update(r);
     h.update(key);
@@ -483,7 +497,7 @@ fn verify_with(at: &[Niels], key: &[u8; 32], msg: &[u8], sig: &[u8]) -> Option<b
     wide.copy_from_slice(&h.finalize());
     let k = Scalar::from_bytes_mod_order_wide(&wide);
     let len = PIECES * L;
-    let ds = wnaf(&limbs(&s), WB, len);
+    let ds = wnaf(&limbs(s), WB, len);
     let dk = wnaf(&limbs(k.as_bytes()), WA, len);
     let bt = b_table();
     let (b_per, a_per) = (1usize << (WB - 2), 1usize << (WA - 2));
@@ -502,7 +516,7 @@ fn verify_with(at: &[Niels], key: &[u8; 32], msg: &[u8], sig: &[u8]) -> Option<b
             }
         }
     }
-    Some(acc.compress() == r)
+    Some(acc.compress())
 }
 
 impl std::fmt::Debug for Ed25519Key {

@@ -197,6 +197,47 @@ fn accepts_the_same_keys_as_ed25519_dalek() {
     }
 }
 
+/// The arithmetic itself, on any input rather than only on signatures (where a wrong point
+/// and a right refusal look alike): `[S]B - [k]A` as hopguard computes it, against
+/// curve25519-dalek's double-scalar multiplication, for random keys (of prime, small and
+/// mixed order), random `S < l` (and its extremes) and random `R` and messages.
+#[test]
+fn the_commitment_is_curve25519_dalek_s_for_any_input() {
+    let mut rng = StdRng::seed_from_u64(0xc0ffee);
+    let mut keys: Vec<[u8; 32]> = (0..12)
+        .map(|_| SigningKey::generate(&mut rng).verifying_key().to_bytes())
+        .collect();
+    for t in EIGHT_TORSION.iter().take(4) {
+        keys.push(t.compress().to_bytes());
+        let a = Scalar::from_bytes_mod_order(rng.gen());
+        keys.push((ED25519_BASEPOINT_POINT * a + t).compress().to_bytes());
+    }
+    let l_minus_1 = Scalar::ZERO - Scalar::ONE;
+    for (n, key) in keys.iter().enumerate() {
+        let a = curve25519_dalek::edwards::CompressedEdwardsY(*key)
+            .decompress()
+            .unwrap();
+        let mine = Ed25519Key::from_bytes(key).unwrap();
+        for i in 0..100 {
+            let s = match i {
+                0 => Scalar::ZERO,
+                1 => Scalar::ONE,
+                2 => l_minus_1,
+                _ => Scalar::from_bytes_mod_order(rng.gen()),
+            };
+            let r: [u8; 32] = rng.gen();
+            let msg: Vec<u8> = (0..rng.gen_range(0..64)).map(|_| rng.gen()).collect();
+            let k = challenge(&r, key, &msg);
+            let want = EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &-a, &s)
+                .compress()
+                .to_bytes();
+            assert_eq!(mine.commitment(&r, s.as_bytes(), &msg), Some(want), "key {n}, case {i}");
+        }
+        // S >= l is no signature.
+        assert_eq!(mine.commitment(&[0; 32], &L, b""), None);
+    }
+}
+
 #[test]
 fn rfc8032_test_vector_1() {
     // RFC 8032 7.1, TEST 1 (empty message).
