@@ -6,7 +6,9 @@
 //! - built for wasm32-wasip1 and run by Node's WASI (V8), `v8_verify run FIXTURE.json [MS]` times,
 //!   per algorithm, building the key from its JWK (`JwkSet::parse` of a one-key set: what each
 //!   key of a fetched JWKS, and each DPoP proof's `jwk`, costs, precomputation included), the
-//!   signature check alone (`Key::verify`), a whole cache-miss decision
+//!   signature check alone (`Key::verify`), a DPoP proof by this key (`dpop::verify`, RFC 9449
+//!   4.3: with a key seen for the first time, and with the key the worker remembers), a
+//!   whole cache-miss decision
 //!   (`decision::decide`), a cache-hit decision (`decision::decide_live` with a warm token cache)
 //!   and a request without a token, and prints medians of 7 batches in microseconds.
 //!
@@ -33,6 +35,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 const NOW: u64 = 1_900_000_000;
+/// The access token and URL the DPoP proofs are for.
+const DPOP_TOKEN: &str = "a.b.c";
+#[cfg(not(target_arch = "wasm32"))]
+const DPOP_HTU: &str = "https://api.bench.local/orders/1";
 #[cfg(not(target_arch = "wasm32"))]
 const ISS: &str = "https://idp.bench.local";
 
@@ -60,8 +66,21 @@ fn fixture(out: &str) {
         .map(|alg| {
             let signer = mint::Signer::new(alg, &format!("v8-{alg}"));
             let claims = json!({"iss": ISS, "aud": "bench", "sub": "alice", "iat": NOW, "exp": NOW + 3600});
+            let mut jwk = signer.jwk();
+            if let Some(o) = jwk.as_object_mut() {
+                o.remove("kid");
+                o.remove("alg");
+            }
+            let ath = hopguard::b64::encode(&<sha2::Sha256 as sha2::Digest>::digest(DPOP_TOKEN.as_bytes()));
+            let proof = (!alg.starts_with("HS")).then(|| {
+                signer.sign(
+                    &json!({"typ": "dpop+jwt", "alg": alg, "jwk": jwk}),
+                    &json!({"jti": "bench", "htm": "GET", "htu": DPOP_HTU, "iat": NOW, "ath": ath}),
+                )
+            });
             json!({
                 "alg": alg,
+                "dpop": proof,
                 "config": {"providers": [{
                     "issuer": ISS, "audiences": ["bench"], "jwks": mint::jwks(&[&signer]),
                     "fromHeaders": [{"name": "authorization", "prefix": "Bearer "}]
@@ -102,9 +121,10 @@ fn time_us(ms: u64, mut f: impl FnMut()) -> f64 {
 fn run(path: &str, ms: u64) {
     let fixture: Value = serde_json::from_slice(&std::fs::read(path).expect("read fixture")).expect("fixture JSON");
     println!(
-        "| alg | key from JWK (us) | verify (us) | decide, cache miss (us) | decide, cache hit (us) | no token (us) |"
+        "| alg | key from JWK (us) | verify (us) | DPoP proof, new key (us) | DPoP proof, remembered key (us) \
+         | decide, cache miss (us) | decide, cache hit (us) | no token (us) |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for case in fixture["cases"].as_array().expect("cases") {
         let alg = case["alg"].as_str().unwrap();
         let token = case["token"].as_str().unwrap();
@@ -134,6 +154,32 @@ fn run(path: &str, ms: u64) {
                 black_box(&jws.signature),
             ));
         });
+        let (dpop_new, dpop_kept) = match case["dpop"].as_str() {
+            Some(proof) => {
+                let settings = hopguard::dpop::DpopSettings::default();
+                let target = hopguard::dpop::Target {
+                    method: "GET",
+                    scheme: "https",
+                    authority: "api.bench.local",
+                    path: "/orders/1",
+                };
+                let check = |keys: Option<&mut hopguard::dpop::ProofKeys>| match keys {
+                    Some(k) => hopguard::dpop::verify_remembering(&settings, proof, &target, DPOP_TOKEN, NOW, k),
+                    None => hopguard::dpop::verify(&settings, proof, &target, DPOP_TOKEN, NOW),
+                };
+                assert!(check(None).is_ok(), "{alg}: DPoP proof refused");
+                let new = time_us(ms, || {
+                    black_box(check(None).is_ok());
+                });
+                let mut keys = hopguard::dpop::ProofKeys::default();
+                let kept = time_us(ms, || {
+                    black_box(check(Some(&mut keys)).is_ok());
+                });
+                assert!(keys.hits > 0);
+                (format!("{new:.1}"), format!("{kept:.1}"))
+            }
+            None => ("-".to_owned(), "-".to_owned()),
+        };
         let whole = time_us(ms, || {
             black_box(decide(black_box(&cfg), black_box(&req), NOW));
         });
@@ -165,6 +211,6 @@ fn run(path: &str, ms: u64) {
         let none = time_us(ms, || {
             black_box(decide_live(black_box(&lenient), &env, black_box(&bare), NOW, false));
         });
-        println!("| {alg} | {build:.1} | {verify:.1} | {whole:.1} | {hit:.2} | {none:.2} |");
+        println!("| {alg} | {build:.1} | {verify:.1} | {dpop_new} | {dpop_kept} | {whole:.1} | {hit:.2} | {none:.2} |");
     }
 }

@@ -17,6 +17,7 @@
 //! short `iat` window, narrows that.
 
 use crate::b64;
+use crate::dpop::ProofKeys;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,12 +32,13 @@ pub enum Seen {
     Full,
 }
 
-/// The replay cache of one worker.
+/// The replay cache of one worker, with the keys of its recent proofs.
 #[derive(Debug, Clone)]
 pub struct ReplayCache {
     capacity: usize,
     by_key: BTreeMap<u128, u64>,
     by_expiry: BTreeSet<(u64, u128)>,
+    keys: ProofKeys,
 }
 
 impl ReplayCache {
@@ -45,7 +47,13 @@ impl ReplayCache {
             capacity: capacity.max(1),
             by_key: BTreeMap::new(),
             by_expiry: BTreeSet::new(),
+            keys: ProofKeys::default(),
         }
+    }
+
+    /// The verification keys of this worker's recent proofs (not proofs: no replay state).
+    pub fn proof_keys(&mut self) -> &mut ProofKeys {
+        &mut self.keys
     }
 
     /// The cache key of a proof: the first 128 bits of SHA-256 over the normalized

@@ -426,3 +426,46 @@ fn verify_directly() {
     assert_eq!(p.expires_at, NOW + 61);
     assert_eq!(settings.algs_param().split(' ').count(), 10);
 }
+
+/// The worker remembers proof keys by their whole JWK: EC and RSA keys from the first
+/// proof, Ed25519 keys from the second (the first verifies without a table). A remembered
+/// key decides as a fresh one: another signer, or the same key material with `use: enc`,
+/// is still refused. Bounded.
+#[test]
+fn proof_keys_are_remembered_per_jwk() {
+    let p = default();
+    let ks = keys();
+    for (s, hits_after_three) in [(&ks.es256, 2), (&ks.ps256, 2), (&ks.ed, 1)] {
+        let mut cache = ReplayCache::new(p.dpop.replay_cache_size);
+        for i in 0..3 {
+            let c = call(s, &proof(s, &format!("{}-{i}", s.alg)));
+            assert!(run_with(&p, &c, &mut cache).allowed(), "{} proof {i}", s.alg);
+        }
+        assert_eq!(cache.proof_keys().hits, hits_after_three, "{}", s.alg);
+        assert_eq!(cache.proof_keys().len(), 1);
+    }
+    // Same material, `use: enc`: a different JWK, refused as not for signatures.
+    let s = &ks.es256;
+    let mut cache = ReplayCache::new(p.dpop.replay_cache_size);
+    assert!(run_with(&p, &call(s, &proof(s, "plain")), &mut cache).allowed());
+    let mut h = header(s);
+    h["jwk"]["use"] = json!("enc");
+    let enc = s.sign(&h, &claims("GET", HTU, NOW, "enc"));
+    assert_eq!(denial(&run_with(&p, &call(s, &enc), &mut cache)).1, "dpop_jwk");
+    // A remembered jwk with a signature by another key: refused.
+    let forged = ks.other.sign(&header(s), &claims("GET", HTU, NOW, "forged"));
+    assert_eq!(denial(&run_with(&p, &call(s, &forged), &mut cache)).1, "dpop_signature");
+    assert_eq!(
+        cache.proof_keys().hits,
+        1,
+        "the forged proof was checked with the remembered key"
+    );
+    // Bounded: many distinct keys.
+    let mut cache = ReplayCache::new(p.dpop.replay_cache_size);
+    for i in 0..(dpop::PROOF_KEYS + 10) {
+        let signer = Signer::new("ES256", &format!("many-{i}"));
+        let _ = run_with(&p, &call(&signer, &proof(&signer, "x")), &mut cache);
+        assert!(cache.proof_keys().len() <= dpop::PROOF_KEYS);
+    }
+    assert_eq!(cache.proof_keys().len(), dpop::PROOF_KEYS);
+}
