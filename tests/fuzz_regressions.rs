@@ -189,6 +189,7 @@ fn write_seed_corpora() {
         ("policy", policy_seeds()),
         ("extract", extract_seeds()),
         ("remote", remote_seeds()),
+        ("ed25519", ed25519_seeds()),
     ];
     for (name, seeds) in sets {
         let dir = corpus.join(name);
@@ -750,4 +751,52 @@ fn remote_seeds() -> Vec<Vec<u8>> {
         s(4, 0, &[], b"https://h?x"),
         s(4, 0, &[], b"ftp://h/x"),
     ]
+}
+
+/// Key, `R`, `S`, message: valid signatures by fixed keys, corrupted ones, `S >= l`, keys of
+/// small and mixed order, non-canonical and off-curve keys.
+fn ed25519_seeds() -> Vec<Vec<u8>> {
+    use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+    use curve25519_dalek::Scalar;
+    use ed25519_dalek::{Signer as _, SigningKey};
+    let seed = |key: &[u8; 32], sig: &[u8], msg: &[u8]| [key.as_slice(), sig, msg].concat();
+    let mut out = Vec::new();
+    for i in 0..8u8 {
+        let sk = SigningKey::from_bytes(&[i.wrapping_mul(37).wrapping_add(1); 32]);
+        let key = sk.verifying_key().to_bytes();
+        let msg = format!("eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ7aX0ifQ{i}").into_bytes();
+        let sig = sk.sign(&msg).to_bytes();
+        out.push(seed(&key, &sig, &msg));
+        let mut flipped = sig;
+        flipped[usize::from(i) * 7 % 64] ^= 1;
+        out.push(seed(&key, &flipped, &msg));
+    }
+    // S = l and S = 2^255 - 1.
+    let sk = SigningKey::from_bytes(&[9; 32]);
+    let key = sk.verifying_key().to_bytes();
+    let mut sig = sk.sign(b"m").to_bytes();
+    let l: [u8; 32] = (Scalar::ZERO - Scalar::ONE).to_bytes();
+    sig[32..].copy_from_slice(&l);
+    sig[32] = sig[32].wrapping_add(1);
+    out.push(seed(&key, &sig, b"m"));
+    sig[32..].copy_from_slice(&[0xff; 32]);
+    sig[63] = 0x7f;
+    out.push(seed(&key, &sig, b"m"));
+    // Small-order and mixed-order keys, with R = [r]B and S = r (passes when [k]T = 0).
+    for (i, t) in EIGHT_TORSION.iter().enumerate() {
+        let r = Scalar::from(u64::try_from(i).unwrap() + 3);
+        let big_r = (ED25519_BASEPOINT_POINT * r).compress().to_bytes();
+        let small = t.compress().to_bytes();
+        out.push(seed(&small, &[big_r, r.to_bytes()].concat(), b"torsion"));
+        let mixed = (ED25519_BASEPOINT_POINT * Scalar::from(7u8) + t).compress().to_bytes();
+        out.push(seed(&mixed, &[big_r, r.to_bytes()].concat(), b"mixed"));
+    }
+    // Non-canonical y (p + 1: the identity), an off-curve key, and all zeros.
+    let mut p_plus_1 = [0xffu8; 32];
+    p_plus_1[0] = 0xee;
+    p_plus_1[31] = 0x7f;
+    out.push(seed(&p_plus_1, &[1u8; 64], b""));
+    out.push(seed(&[2u8; 32], &[3u8; 64], b"off curve"));
+    out.push(seed(&[0u8; 32], &[0u8; 64], b""));
+    out
 }

@@ -41,7 +41,7 @@ pub const OTHER_ISS: &str = "https://other.fuzz";
 pub type Target = fn(&[u8]);
 
 /// Every target by name, for replaying corpora.
-pub const TARGETS: [(&str, Target); 8] = [
+pub const TARGETS: [(&str, Target); 9] = [
     ("token", token),
     ("decide", decide),
     ("jwks", jwks),
@@ -50,6 +50,7 @@ pub const TARGETS: [(&str, Target); 8] = [
     ("policy", policy),
     ("extract", extract),
     ("remote", remote),
+    ("ed25519", ed25519),
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -1072,4 +1073,69 @@ pub fn raw_jws(header: &str, payload: &str, sig: &[u8]) -> String {
 /// Checks that `LeakGuard` is `Strip` in the fixed config (a guard for the invariant above).
 pub fn fixed_config_strips_leaks() -> bool {
     fixed_config().telemetry.leak_guard == LeakGuard::Strip
+}
+
+// ---------------------------------------------------------------------------------------------
+// ed25519: hopguard's Ed25519 arithmetic against curve25519-dalek / ed25519-dalek
+// ---------------------------------------------------------------------------------------------
+
+/// Input: 32 bytes of key, 32 of `R`, 32 of `S`, then the message. Invariants: hopguard
+/// accepts exactly the keys `ed25519-dalek` accepts; for an accepted key, the commitment
+/// `[S]B - [k]A` hopguard computes is curve25519-dalek's (none when `S >= l`); the verdicts
+/// on `R || S` (and on a signature whose `R` is that commitment, which passes exactly when
+/// the commitment of the new `R` is itself) agree with `ed25519-dalek`, with and without the
+/// key's table.
+pub fn ed25519(data: &[u8]) {
+    use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+    use curve25519_dalek::Scalar;
+    use ed25519_dalek::Verifier;
+    use hopguard::ed25519::Ed25519Key;
+    use sha2::{Digest, Sha512};
+    let (Some(key), Some(r), Some(s)) = (
+        data.get(..32).and_then(|b| <[u8; 32]>::try_from(b).ok()),
+        data.get(32..64).and_then(|b| <[u8; 32]>::try_from(b).ok()),
+        data.get(64..96).and_then(|b| <[u8; 32]>::try_from(b).ok()),
+    ) else {
+        return;
+    };
+    let msg = data.get(96..).unwrap_or(&[]);
+    let reference = ed25519_dalek::VerifyingKey::from_bytes(&key).ok();
+    let (mine, one_shot) = (Ed25519Key::from_bytes(&key), Ed25519Key::one_shot(&key));
+    assert_eq!(mine.is_some(), reference.is_some(), "key acceptance differs");
+    assert_eq!(
+        one_shot.is_some(),
+        reference.is_some(),
+        "one-shot key acceptance differs"
+    );
+    let (Some(mine), Some(one_shot), Some(reference)) = (mine, one_shot, reference) else {
+        return;
+    };
+    let commitment = |r: &[u8; 32]| -> Option<[u8; 32]> {
+        let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s))?;
+        let a = CompressedEdwardsY(key).decompress()?;
+        let mut h = Sha512::new();
+        h.update(r);
+        h.update(key);
+        h.update(msg);
+        let mut wide = [0u8; 64];
+        wide.copy_from_slice(&h.finalize());
+        let k = Scalar::from_bytes_mod_order_wide(&wide);
+        Some(
+            EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &-a, &s)
+                .compress()
+                .to_bytes(),
+        )
+    };
+    let want = commitment(&r);
+    assert_eq!(mine.commitment(&r, &s, msg), want, "commitment differs");
+    for r in [Some(r), want].into_iter().flatten() {
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&r);
+        sig[32..].copy_from_slice(&s);
+        let expected = reference
+            .verify(msg, &ed25519_dalek::Signature::from_bytes(&sig))
+            .is_ok();
+        assert_eq!(mine.verify(msg, &sig), expected, "verdict differs (table)");
+        assert_eq!(one_shot.verify(msg, &sig), expected, "verdict differs (one-shot)");
+    }
 }
