@@ -24,7 +24,7 @@
 //!   only `L` doublings and adds the pieces' digits from tables of odd multiples of
 //!   `2^(jL)*Q` and `2^(jL)*G` in affine coordinates (mixed Jacobian + affine additions);
 //! - the per-key table (odd multiples of `Q`) is built with the key; the table for `G` is
-//!   built on first use per curve and VM (`OnceLock`);
+//!   built once per curve and VM (`OnceLock`), with the first key of the curve;
 //! - `s^-1 mod n` by a variable-time binary extended Euclid; `x(R) mod n == r` is checked
 //!   as `X == r*Z^2` (or `(r+n)*Z^2`) in Jacobian coordinates, with no field inversion.
 //!
@@ -647,6 +647,9 @@ impl<C: Curve<N>, const N: usize> EcKey<C, N> {
             return None;
         }
         let table = build_table::<C, N>(&Affine { x, y }, C::WQ)?;
+        // The curve's G table too, now (configure time or a key-set fetch) rather than in
+        // the first request that verifies with this curve.
+        C::g_table();
         Some(EcKey {
             table: table.into(),
             _curve: PhantomData,

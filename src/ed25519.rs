@@ -17,7 +17,7 @@
 //! - `[S]B - [k]A` is one interleaved loop over wNAF digits, each scalar split into
 //!   [`PIECES`] pieces of [`L`] bits, so it runs only `L` doublings (32, not 253), adding
 //!   the pieces' digits from tables of odd multiples of `2^(jL)*A` (per key, built with
-//!   the key) and `2^(jL)*B` (per VM, built on first use) in affine "Niels" form
+//!   the key) and `2^(jL)*B` (per VM, built with the first key) in affine "Niels" form
 //!   `(y+x, y-x, 2dxy)`, with mixed extended + affine additions (HWCD 2008, `a = -1`);
 //! - variable time by design: branches and table indices depend on the signature.
 //!
@@ -436,6 +436,9 @@ impl Ed25519Key {
     pub fn from_bytes(bytes: &[u8; 32]) -> Option<Ed25519Key> {
         ed25519_dalek::VerifyingKey::from_bytes(bytes).ok()?;
         let a = decompress(bytes)?;
+        // The base point's table too, now (configure time or a key-set fetch) rather than in
+        // the first request that verifies.
+        b_table();
         Some(Ed25519Key {
             bytes: *bytes,
             form: Form::Table(build_table(&a, WA).into()),
