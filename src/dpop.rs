@@ -36,7 +36,7 @@ use crate::algorithm::{Alg, AlgName, AlgSet};
 use crate::b64;
 use crate::json;
 use crate::jwks::{JwkSet, Lifetime};
-use crate::key::{Key, Material};
+use crate::key::Key;
 use crate::replay::{ReplayCache, Seen};
 use crate::request::Request;
 use crate::telemetry;
@@ -423,8 +423,8 @@ impl ProofKeys {
             Some(None) => (public_key(jwk, Lifetime::Lasting)?, true),
             None => {
                 let key = public_key(jwk, Lifetime::OneShot)?;
-                // Only Ed25519 keys have a cheaper one-shot form.
-                let keep = !matches!(key.material, Material::Ed25519(_));
+                // Kept now unless it was built without its precomputation (Ed25519).
+                let keep = key.is_precomputed();
                 (key, keep)
             }
         };

@@ -453,6 +453,11 @@ impl Ed25519Key {
         })
     }
 
+    /// Whether the key has its table (built by [`Ed25519Key::from_bytes`]).
+    pub fn has_table(&self) -> bool {
+        matches!(self.form, Form::Table(_))
+    }
+
     /// The key's encoding.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.bytes

@@ -53,6 +53,15 @@ pub struct Key {
 }
 
 impl Key {
+    /// Whether the key's precomputation is done: every key but an Ed25519 key parsed for
+    /// one signature ([`crate::jwks::Lifetime::OneShot`]), which has no table.
+    pub fn is_precomputed(&self) -> bool {
+        match &self.material {
+            Material::Ed25519(k) => k.has_table(),
+            _ => true,
+        }
+    }
+
     /// Verifies `signature` over `signing_input` with `alg`. `false` when `alg` is not
     /// pinned to this key, when the material does not fit `alg`, or when the signature
     /// does not verify. Never panics.
