@@ -212,7 +212,7 @@ Prints the manifest digest (the WasmPlugin spec.sha256 for an oci:// url) and th
 SHA-256 (spec.sha256 for http(s):// and file:// urls, and Envoy's vm_config code sha256).
 
 Options:
-      --wasm <PATH>          The filter (target/wasm32-wasip1/release/hopguard.wasm)
+      --wasm <PATH>          The filter (target/hopguard.wasm, built by scripts/setup)
       --out <DIR>            The OCI layout directory (created; an existing layout is replaced)
       --tag <TAG>            The tag recorded in index.json (default: the crate version)
       --variant <oci|compat> Image variant (default: oci)

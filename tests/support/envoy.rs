@@ -74,11 +74,11 @@ pub fn envoy_bin() -> PathBuf {
     );
 }
 
-/// The filter: `$HOPGUARD_WASM`, else `target/wasm32-wasip1/release/hopguard.wasm`.
+/// The filter: `$HOPGUARD_WASM`, else `target/hopguard.wasm` (scripts/setup builds it).
 pub fn wasm_path() -> PathBuf {
     let path = match std::env::var_os("HOPGUARD_WASM").filter(|p| !p.is_empty()) {
         Some(path) => PathBuf::from(path),
-        None => repo_root().join("target/wasm32-wasip1/release/hopguard.wasm"),
+        None => repo_root().join("target/hopguard.wasm"),
     };
     assert!(
         path.is_file(),
