@@ -49,7 +49,7 @@ type Limbs<const N: usize> = [u32; N];
 // bounded by the array length `N` (a compile-time constant), never data from the wire.
 // ---------------------------------------------------------------------------------------
 #[allow(clippy::indexing_slicing)]
-mod mp {
+pub(crate) mod mp {
     use super::Limbs;
 
     /// Parses a big-endian hex constant (compile time only: every caller is a `const`).

@@ -2,7 +2,7 @@
 //! V8 Wasm, with the verdicts of `ed25519-dalek`'s `VerifyingKey::verify`.
 //!
 //! What is checked, as `ed25519-dalek` 2 checks it (non-strict `verify`, the one
-//! jwt-compact used before): the key is a point on the curve (decoded by
+//! jwt-compact used before): the key is a point on the curve (decoded by the rules of
 //! `ed25519_dalek::VerifyingKey::from_bytes`, so hopguard accepts the same keys); the
 //! signature is 64 bytes `R || S`; `S < l`; `k = SHA-512(R || A || M) mod l`; accept when
 //! the encoding of `[S]B - [k]A` equals the 32 bytes `R` (cofactorless, RFC 8032 5.1.7
@@ -15,7 +15,7 @@
 //! - field arithmetic is fiat-crypto's formally verified `curve25519_32` (ten 25.5-bit limbs,
 //!   64-bit products: one Wasm `i64.mul` each);
 //! - `[S]B - [k]A` is one interleaved loop over wNAF digits, each scalar split into
-//!   [`PIECES`] pieces of [`L`] bits, so it runs only `L` doublings (32, not 253), adding
+//!   [`PIECES`] pieces of `L` bits, so it runs only `L` doublings (32, not 253), adding
 //!   the pieces' digits from tables of odd multiples of `2^(jL)*A` (per key, built with
 //!   the key) and `2^(jL)*B` (per VM, built with the first key) in affine "Niels" form
 //!   `(y+x, y-x, 2dxy)`, with mixed extended + affine additions (HWCD 2008, `a = -1`);
@@ -26,18 +26,15 @@
 //! 40 us against 45 us with 6 pieces and a window of 7; a window of 6 for `A` gained nothing
 //! and doubled the key's table.
 
-use crate::ecdsa::wnaf;
-use curve25519_dalek::Scalar;
+use crate::ecdsa::{mp, wnaf};
 use fiat_crypto::curve25519_32 as fiat;
 use sha2::{Digest, Sha512};
 use std::sync::{Arc, OnceLock};
 
 use fiat::{fiat_25519_loose_field_element as Loose, fiat_25519_tight_field_element as Tight};
 
-/// Scalars are split into this many pieces of [`L`] bits.
+/// Scalars are split into this many pieces of `L` = [`piece_len`]`(PIECES)` = 32 bits.
 const PIECES: usize = 8;
-/// Piece length: wNAF digits of a scalar below `2^253` cover 254 positions.
-const L: usize = 254_usize.div_ceil(PIECES);
 /// wNAF window for the key `A` (per-key table of `PIECES * 2^(WA-2)` points).
 const WA: u32 = 5;
 /// wNAF window for the base point `B` (per-VM table of `PIECES * 2^(WB-2)` points).
@@ -332,14 +329,21 @@ fn decompress(bytes: &[u8; 32]) -> Option<Ext> {
     })
 }
 
-/// For each piece `j`, the odd multiples `1, 3, .., 2^(w-1)-1` of `2^(jL) * p`, affine.
-fn build_table(p: &Ext, w: u32) -> Vec<Niels> {
+/// Positions per piece when a scalar is split into `pieces` pieces (wNAF digits of a
+/// scalar below `2^253` cover 254 positions).
+const fn piece_len(pieces: usize) -> usize {
+    254_usize.div_ceil(pieces)
+}
+
+/// For each of `pieces` pieces `j`, the odd multiples `1, 3, .., 2^(w-1)-1` of
+/// `2^(jL) * p` (`L` = [`piece_len`]), affine.
+fn build_table(p: &Ext, w: u32, pieces: usize) -> Vec<Niels> {
     let per = 1usize << (w - 2);
-    let mut ext = Vec::with_capacity(PIECES * per);
+    let mut ext = Vec::with_capacity(pieces * per);
     let mut base = *p;
-    for j in 0..PIECES {
+    for j in 0..pieces {
         if j > 0 {
-            for _ in 0..L {
+            for _ in 0..piece_len(pieces) {
                 base = base.double();
             }
         }
@@ -396,7 +400,7 @@ fn b_table() -> &'static [Niels] {
         let mut enc = [0x66u8; 32];
         enc[0] = 0x58;
         match decompress(&enc) {
-            Some(b) => build_table(&b, WB),
+            Some(b) => build_table(&b, WB, PIECES),
             None => Vec::new(),
         }
     })
@@ -414,7 +418,7 @@ fn limbs(b: &[u8; 32]) -> [u32; 8] {
 }
 
 /// An Ed25519 public key: with its precomputed table, or (for a key that verifies one
-/// signature, a DPoP proof's) without, verified by `ed25519-dalek` itself.
+/// signature, a DPoP proof's) with the odd multiples of `A` alone.
 #[derive(Clone)]
 pub struct Ed25519Key {
     /// The encoding as given (hashed into `k` as is).
@@ -424,24 +428,52 @@ pub struct Ed25519Key {
 
 #[derive(Clone)]
 enum Form {
-    /// Odd multiples of `2^(jL) * A` (see [`build_table`]).
+    /// Odd multiples of `2^(jL) * A` for [`PIECES`] pieces (see [`build_table`]).
     Table(Arc<[Niels]>),
-    /// Building the table costs about three of its verifications.
-    Plain(ed25519_dalek::VerifyingKey),
+    /// Odd multiples of `A` only (one piece): building the full table costs about three
+    /// of its verifications, this one a tenth of one; a verification then runs 254
+    /// doublings instead of 32.
+    Plain(Arc<[Niels]>),
+}
+
+/// The group order `l = 2^252 + 27742317777372353535851937790883648493`.
+const ORDER: [u32; 8] = mp::from_hex("1000000000000000000000000000000014def9dea2f79cd65812631a5cf5d3ed");
+/// `-l^-1 mod 2^32`.
+const ORDER_M0: u32 = mp::neg_inv(ORDER[0]);
+/// `2^512 mod l`.
+const ORDER_R2: [u32; 8] = mp::pow2_mod(512, &ORDER);
+
+/// `s < l`: a canonical scalar (RFC 8032 5.1.7 step 1).
+fn is_canonical(s: &[u32; 8]) -> bool {
+    !mp::geq(s, &ORDER)
+}
+
+/// A 64-byte little-endian integer (a SHA-512 digest) mod `l`: `hi * 2^256 + lo`, with two
+/// Montgomery products for `hi * 2^256` and two for `lo` (`R = 2^256`; the products take
+/// a first factor below `R`, not only below `l`).
+fn reduce_wide(wide: &[u8; 64]) -> [u32; 8] {
+    let (lo, hi) = wide.split_at(32);
+    let (Ok(lo), Ok(hi)) = (<&[u8; 32]>::try_from(lo), <&[u8; 32]>::try_from(hi)) else {
+        return [0; 8];
+    };
+    let hi = mp::mont_mul(&limbs(hi), &ORDER_R2, &ORDER, ORDER_M0);
+    let lo = mp::mont_mul(&limbs(lo), &ORDER_R2, &ORDER, ORDER_M0);
+    let one = [1, 0, 0, 0, 0, 0, 0, 0];
+    let lo = mp::mont_mul(&lo, &one, &ORDER, ORDER_M0);
+    mp::add_mod(&hi, &lo, &ORDER)
 }
 
 impl Ed25519Key {
     /// From a JWK's `x` (RFC 8037 2); `None` unless it decodes to a point, by
     /// `ed25519-dalek`'s rules. Builds the key's table.
     pub fn from_bytes(bytes: &[u8; 32]) -> Option<Ed25519Key> {
-        ed25519_dalek::VerifyingKey::from_bytes(bytes).ok()?;
         let a = decompress(bytes)?;
         // The base point's table too, now (configure time or a key-set fetch) rather than in
         // the first request that verifies.
         b_table();
         Some(Ed25519Key {
             bytes: *bytes,
-            form: Form::Table(build_table(&a, WA).into()),
+            form: Form::Table(build_table(&a, WA, PIECES).into()),
         })
     }
 
@@ -449,7 +481,7 @@ impl Ed25519Key {
     pub fn one_shot(bytes: &[u8; 32]) -> Option<Ed25519Key> {
         Some(Ed25519Key {
             bytes: *bytes,
-            form: Form::Plain(ed25519_dalek::VerifyingKey::from_bytes(bytes).ok()?),
+            form: Form::Plain(build_table(&decompress(bytes)?, WA, 1).into()),
         })
     }
 
@@ -464,56 +496,71 @@ impl Ed25519Key {
     }
 
     /// The encoding of `[S]B - [k]A`, `k = SHA-512(R || A || M) mod l`, that a signature
-    /// `R || S` must have as its `R`; `None` when `S >= l` or the key has no table. For
-    /// tests: it exposes the arithmetic to comparison on any input, not only on signatures.
+    /// `R || S` must have as its `R`; `None` when `S >= l`. For tests: it exposes the
+    /// arithmetic to comparison on any input, not only on signatures.
     #[doc(hidden)]
     pub fn commitment(&self, r: &[u8; 32], s: &[u8; 32], msg: &[u8]) -> Option<[u8; 32]> {
+        let (table, pieces) = self.table();
+        commitment_with(table, pieces, &self.bytes, r, s, msg)
+    }
+
+    /// `A`'s table and its number of pieces.
+    fn table(&self) -> (&[Niels], usize) {
         match &self.form {
-            Form::Table(table) => commitment_with(table, &self.bytes, r, s, msg),
-            Form::Plain(_) => None,
+            Form::Table(table) => (table, PIECES),
+            Form::Plain(table) => (table, 1),
         }
     }
 
     /// Verifies a JWS `EdDSA` signature (64 bytes `R || S`) over `msg`.
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
-        match &self.form {
-            Form::Table(table) => verify_with(table, &self.bytes, msg, sig).unwrap_or(false),
-            Form::Plain(vk) => ed25519_dalek::Signature::from_slice(sig)
-                .is_ok_and(|s| ed25519_dalek::Verifier::verify(vk, msg, &s).is_ok()),
-        }
+        let (table, pieces) = self.table();
+        verify_with(table, pieces, &self.bytes, msg, sig).unwrap_or(false)
     }
 }
 
-/// `[S]B - [k]A == R`, with `A`'s table `at`.
-fn verify_with(at: &[Niels], key: &[u8; 32], msg: &[u8], sig: &[u8]) -> Option<bool> {
+/// `[S]B - [k]A == R`, with `A`'s table `at` of `pieces` pieces.
+fn verify_with(at: &[Niels], pieces: usize, key: &[u8; 32], msg: &[u8], sig: &[u8]) -> Option<bool> {
     let sig: &[u8; 64] = sig.try_into().ok()?;
     let (r, s) = sig.split_at(32);
     let r: [u8; 32] = r.try_into().ok()?;
     let s: [u8; 32] = s.try_into().ok()?;
-    Some(commitment_with(at, key, &r, &s, msg)? == r)
+    Some(commitment_with(at, pieces, key, &r, &s, msg)? == r)
 }
 
 /// The encoding of `[S]B - [k]A` with `k = SHA-512(R || A || M) mod l`; `None` when
-/// `S >= l` (RFC 8032 5.1.7 step 1: no signature).
-fn commitment_with(at: &[Niels], key: &[u8; 32], r: &[u8; 32], s: &[u8; 32], msg: &[u8]) -> Option<[u8; 32]> {
-    Option::<Scalar>::from(Scalar::from_canonical_bytes(*s))?;
+/// `S >= l` (RFC 8032 5.1.7 step 1: no signature). `at` holds `pieces` pieces, [`PIECES`]
+/// or 1; the base point's table has [`PIECES`], and its first piece serves a one-piece loop.
+fn commitment_with(
+    at: &[Niels],
+    pieces: usize,
+    key: &[u8; 32],
+    r: &[u8; 32],
+    s: &[u8; 32],
+    msg: &[u8],
+) -> Option<[u8; 32]> {
+    let s = limbs(s);
+    if !is_canonical(&s) {
+        return None;
+    }
     let mut h = Sha512::new();
     h.update(r);
     h.update(key);
     h.update(msg);
     let mut wide = [0u8; 64];
     wide.copy_from_slice(&h.finalize());
-    let k = Scalar::from_bytes_mod_order_wide(&wide);
-    let len = PIECES * L;
-    let ds = wnaf(&limbs(s), WB, len);
-    let dk = wnaf(&limbs(k.as_bytes()), WA, len);
+    let k = reduce_wide(&wide);
+    let piece = piece_len(pieces);
+    let len = pieces * piece;
+    let ds = wnaf(&s, WB, len);
+    let dk = wnaf(&k, WA, len);
     let bt = b_table();
     let (b_per, a_per) = (1usize << (WB - 2), 1usize << (WA - 2));
     let mut acc = Ext::identity();
-    for pos in (0..L).rev() {
+    for pos in (0..piece).rev() {
         acc = acc.double();
-        for j in 0..PIECES {
-            let i = j * L + pos;
+        for j in 0..pieces {
+            let i = j * piece + pos;
             // [S]B - [k]A: the key's digits subtract.
             for (digits, table, per, minus) in [(&ds, bt, b_per, false), (&dk, at, a_per, true)] {
                 let d = digits.get(i).copied().unwrap_or(0);
@@ -538,6 +585,72 @@ impl std::fmt::Debug for Ed25519Key {
 mod tests {
     use super::*;
     use curve25519_dalek::constants::ED25519_BASEPOINT_COMPRESSED;
+    use curve25519_dalek::Scalar;
+    use rand::{Rng, SeedableRng};
+
+    fn le_bytes(l: &[u32; 8]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for (chunk, limb) in out.chunks_exact_mut(4).zip(l) {
+            chunk.copy_from_slice(&limb.to_le_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn scalars_reduce_and_check_as_curve25519_dalek_does() {
+        let order = le_bytes(&ORDER);
+        // l is the group order: it reduces to zero.
+        assert_eq!(Scalar::from_bytes_mod_order(order), Scalar::ZERO);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(25519);
+        let mut wides: Vec<[u8; 64]> = vec![[0; 64], [0xff; 64]];
+        // l, l - 1, l + 1, 2l and l * 2^256 + l, as 64 bytes.
+        let mut at = |lo: [u8; 32], hi: [u8; 32]| {
+            let mut w = [0u8; 64];
+            w[..32].copy_from_slice(&lo);
+            w[32..].copy_from_slice(&hi);
+            wides.push(w);
+        };
+        let mut minus = order;
+        minus[0] -= 1;
+        let mut plus = order;
+        plus[0] += 1;
+        let mut twice = order;
+        let mut carry = 0u16;
+        for b in twice.iter_mut() {
+            let v = u16::from(*b) * 2 + carry;
+            *b = v as u8;
+            carry = v >> 8;
+        }
+        for v in [order, minus, plus, twice, [0xff; 32]] {
+            at(v, [0; 32]);
+            at(v, v);
+            at([0; 32], v);
+        }
+        for _ in 0..2000 {
+            let mut w = [0u8; 64];
+            rng.fill(&mut w[..]);
+            wides.push(w);
+        }
+        for w in &wides {
+            assert_eq!(
+                le_bytes(&reduce_wide(w)),
+                Scalar::from_bytes_mod_order_wide(w).to_bytes(),
+                "{w:02x?}"
+            );
+        }
+        let mut scalars = vec![order, minus, plus, twice, [0xff; 32], [0; 32]];
+        for _ in 0..2000 {
+            let mut s = [0u8; 32];
+            rng.fill(&mut s[..]);
+            // Mostly near l: the top byte of l is 0x10.
+            s[31] &= 0x1f;
+            scalars.push(s);
+        }
+        for s in &scalars {
+            let dalek = Option::<Scalar>::from(Scalar::from_canonical_bytes(*s)).is_some();
+            assert_eq!(is_canonical(&limbs(s)), dalek, "{s:02x?}");
+        }
+    }
 
     #[test]
     fn constants_are_the_curves() {
@@ -565,8 +678,9 @@ mod tests {
         let dalek = (Scalar::from(3u8) * curve25519_dalek::constants::ED25519_BASEPOINT_POINT).compress();
         assert_eq!(three.compress(), *dalek.as_bytes());
         // 2^L * B is the first point of piece 1.
+        let l = piece_len(PIECES);
         let mut two_l = [0u8; 32];
-        two_l[L / 8] = 1 << (L % 8);
+        two_l[l / 8] = 1 << (l % 8);
         let dalek =
             (Scalar::from_bytes_mod_order(two_l) * curve25519_dalek::constants::ED25519_BASEPOINT_POINT).compress();
         let mine = Ext::identity().add_niels(&t[1usize << (WB - 2)], false);

@@ -199,7 +199,8 @@ fn accepts_the_same_keys_as_ed25519_dalek() {
 
 /// The arithmetic itself, on any input rather than only on signatures (where a wrong point
 /// and a right refusal look alike): `[S]B - [k]A` as hopguard computes it, against
-/// curve25519-dalek's double-scalar multiplication, for random keys (of prime, small and
+/// curve25519-dalek's double-scalar multiplication, in both forms (the key's full table and
+/// the one-shot odd multiples), for random keys (of prime, small and
 /// mixed order), random `S < l` (and its extremes) and random `R` and messages.
 #[test]
 fn the_commitment_is_curve25519_dalek_s_for_any_input() {
@@ -218,6 +219,7 @@ fn the_commitment_is_curve25519_dalek_s_for_any_input() {
             .decompress()
             .unwrap();
         let mine = Ed25519Key::from_bytes(key).unwrap();
+        let one_shot = Ed25519Key::one_shot(key).unwrap();
         for i in 0..100 {
             let s = match i {
                 0 => Scalar::ZERO,
@@ -232,9 +234,15 @@ fn the_commitment_is_curve25519_dalek_s_for_any_input() {
                 .compress()
                 .to_bytes();
             assert_eq!(mine.commitment(&r, s.as_bytes(), &msg), Some(want), "key {n}, case {i}");
+            assert_eq!(
+                one_shot.commitment(&r, s.as_bytes(), &msg),
+                Some(want),
+                "one-shot key {n}, case {i}"
+            );
         }
         // S >= l is no signature.
         assert_eq!(mine.commitment(&[0; 32], &L, b""), None);
+        assert_eq!(one_shot.commitment(&[0; 32], &L, b""), None);
     }
 }
 

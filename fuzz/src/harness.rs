@@ -1128,6 +1128,7 @@ pub fn ed25519(data: &[u8]) {
     };
     let want = commitment(&r);
     assert_eq!(mine.commitment(&r, &s, msg), want, "commitment differs");
+    assert_eq!(one_shot.commitment(&r, &s, msg), want, "commitment differs (one-shot)");
     for r in [Some(r), want].into_iter().flatten() {
         let mut sig = [0u8; 64];
         sig[..32].copy_from_slice(&r);
