@@ -5,7 +5,7 @@
 //!
 //! All times are milliseconds since the epoch, passed in.
 
-use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// Bounds for a server's `max-age`.
 pub const MIN_REFRESH_MS: u64 = 30_000;
@@ -16,7 +16,11 @@ pub const BACKOFF_MAX_MS: u64 = 60_000;
 
 /// What every worker knows about one remote source, shared between them. `version`
 /// changes whenever the document changes; workers re-read the document only then.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Shared as a JSON object (`encode`/`decode`), written and read field by field rather than
+/// through serde's derive: a derived decoder links serde's typed-error formatting, 14 KB of
+/// floating-point printing the filter has no other use for (issue 6, Wasm size).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourceState {
     pub version: u64,
     /// When the current document was fetched (0: never).
@@ -41,11 +45,52 @@ pub struct SourceState {
 }
 
 impl SourceState {
+    /// Reads what `encode` wrote; `None` for anything else (another build's layout, a
+    /// torn write), which the caller treats as a fresh source.
     pub fn decode(bytes: &[u8]) -> Option<SourceState> {
-        serde_json::from_slice(bytes).ok()
+        let v = crate::json::parse_strict(bytes).ok()?;
+        let o = v.as_object()?;
+        let n = |k: &str| o.get(k).and_then(Value::as_u64);
+        let s = |k: &str| match o.get(k) {
+            Some(Value::String(x)) => Some(Some(x.clone())),
+            Some(Value::Null) => Some(None),
+            _ => None,
+        };
+        Some(SourceState {
+            version: n("version")?,
+            fetched_at_ms: n("fetched_at_ms")?,
+            attempted_at_ms: n("attempted_at_ms")?,
+            next_fetch_ms: n("next_fetch_ms")?,
+            failures: u32::try_from(n("failures")?).ok()?,
+            last_error: s("last_error")?,
+            discovered_uri: s("discovered_uri")?,
+            etag: s("etag")?,
+            refetch_requested: o.get("refetch_requested")?.as_bool()?,
+            last_refetch_ms: n("last_refetch_ms")?,
+            lease_owner: n("lease_owner")?,
+            lease_until_ms: n("lease_until_ms")?,
+            fetches: n("fetches")?,
+        })
     }
+
+    /// The shared-data form: a JSON object with one member per field.
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        let s = |x: &Option<String>| x.clone().map_or(Value::Null, Value::String);
+        let mut o = Map::new();
+        o.insert("version".into(), self.version.into());
+        o.insert("fetched_at_ms".into(), self.fetched_at_ms.into());
+        o.insert("attempted_at_ms".into(), self.attempted_at_ms.into());
+        o.insert("next_fetch_ms".into(), self.next_fetch_ms.into());
+        o.insert("failures".into(), self.failures.into());
+        o.insert("last_error".into(), s(&self.last_error));
+        o.insert("discovered_uri".into(), s(&self.discovered_uri));
+        o.insert("etag".into(), s(&self.etag));
+        o.insert("refetch_requested".into(), self.refetch_requested.into());
+        o.insert("last_refetch_ms".into(), self.last_refetch_ms.into());
+        o.insert("lease_owner".into(), self.lease_owner.into());
+        o.insert("lease_until_ms".into(), self.lease_until_ms.into());
+        o.insert("fetches".into(), self.fetches.into());
+        serde_json::to_vec(&Value::Object(o)).unwrap_or_default()
     }
 
     /// Whether a fetch is due at `now`.
@@ -160,8 +205,22 @@ mod tests {
         assert_eq!(s.failures, 1);
         assert_eq!(s.fetched_at_ms, 2_000, "the last good document stays");
         assert!(s.next_fetch_ms > 602_000 && s.next_fetch_ms <= 603_000);
-        assert_eq!(SourceState::decode(&s.encode()), Some(s));
+        assert_eq!(SourceState::decode(&s.encode()), Some(s.clone()));
         assert_eq!(SourceState::decode(b"garbage"), None);
+        s.last_error = Some("quote \" and \u{e9}".into());
+        s.etag = Some("W/\"1\"".into());
+        s.lease_owner = u64::MAX;
+        assert_eq!(SourceState::decode(&s.encode()), Some(s.clone()));
+        let full = String::from_utf8(s.encode()).unwrap();
+        let missing = full.replace("\"fetches\":", "\"fetched\":");
+        assert_eq!(
+            SourceState::decode(missing.as_bytes()),
+            None,
+            "a field missing: {missing}"
+        );
+        let wide = full.replace("\"failures\":1", "\"failures\":4294967296");
+        assert_ne!(wide, full);
+        assert_eq!(SourceState::decode(wide.as_bytes()), None, "failures beyond u32");
     }
 
     #[test]
