@@ -7,6 +7,8 @@
 //! - hopguard for the same algorithms, with the same token every request and with a distinct token
 //!   per request;
 //! - a no-op Rust proxy-wasm filter (examples/noop_filter.rs): the floor of any Wasm filter;
+//! - the same filter reading `authorization` and removing it: the floor of any Wasm filter that
+//!   consumes a bearer token (the "Floors" section sets it against native `jwt_authn`'s cache);
 //! - hopguard with no token (`requirement: allowMissing`): hopguard's floor;
 //! - hopguard's full pipeline: verification, an `authorization` policy, an inline revocation
 //!   list, a claim header, stripping and telemetry.
@@ -200,6 +202,9 @@ enum Filter {
     },
     /// examples/noop_filter.rs: the floor of any Rust proxy-wasm filter.
     Noop,
+    /// examples/noop_filter.rs in `token-floor` mode: reads `authorization` and removes it, the
+    /// least any Wasm filter consuming a bearer token does.
+    TokenFloor,
     /// examples/noop_filter.rs in `host-calls` mode: hopguard's host calls of a cache hit,
     /// deciding nothing.
     HostCalls,
@@ -274,6 +279,14 @@ fn configurations() -> Vec<Configuration> {
         filter: Filter::Noop,
         alg: "ES256",
         tokens: Tokens::Absent,
+    });
+    out.push(Configuration {
+        label: "wasm-token-floor".into(),
+        title: "Rust proxy-wasm filter that only reads `authorization` and removes it: any Wasm token filter's floor"
+            .into(),
+        filter: Filter::TokenFloor,
+        alg: "ES256",
+        tokens: Tokens::Repeated,
     });
     out.push(Configuration {
         label: "wasm-host-calls".into(),
@@ -367,6 +380,11 @@ fn listener_for(c: &Configuration, signer: &Signer, direct: bool) -> Listener {
     match c.filter {
         Filter::None => l,
         Filter::Noop => l.filter(support::envoy::wasm_filter_yaml(&noop_wasm_path(), "noop", "{}")),
+        Filter::TokenFloor => l.filter(support::envoy::wasm_filter_yaml(
+            &noop_wasm_path(),
+            "noop",
+            "token-floor",
+        )),
         Filter::HostCalls => l.filter(support::envoy::wasm_filter_yaml(
             &noop_wasm_path(),
             "noop",
@@ -971,7 +989,7 @@ fn stat_or_zero(envoy: &Envoy, name: &str) -> u64 {
 /// `token_cache_total`, or jwt_authn's `jwt_cache_hit` / `jwt_cache_miss`.
 fn cache_counters(envoy: &Envoy, filter: Filter) -> (Option<u64>, Option<u64>) {
     match filter {
-        Filter::None | Filter::Noop | Filter::HostCalls => (None, None),
+        Filter::None | Filter::Noop | Filter::TokenFloor | Filter::HostCalls => (None, None),
         Filter::Native { .. } => (
             envoy.stat(&format!("http.{LISTENER}.jwt_authn.jwt_cache_hit")),
             envoy.stat(&format!("http.{LISTENER}.jwt_authn.jwt_cache_miss")),
@@ -1310,6 +1328,74 @@ fn summarize(suts: &[Sut]) -> BTreeMap<String, Summary> {
         .collect()
 }
 
+/// What a Wasm filter pays before it decides anything, set against native `jwt_authn`'s cached
+/// path and the no-filter throughput: the bounds under the repeated-token and full-pipeline
+/// targets.
+fn floors(md: &mut String, s: &BTreeMap<String, Summary>) {
+    let (Some(none), Some(native)) = (s.get("none"), s.get("native-ES256-cached")) else {
+        return;
+    };
+    let rows = [
+        ("noop-wasm", "no-op Wasm filter"),
+        ("wasm-token-floor", "Wasm token floor: read `authorization`, remove it"),
+        ("wasm-host-calls", "hopguard's host calls of a hit, deciding nothing"),
+        ("hopguard-ES256-repeated", "hopguard, ES256, repeated token"),
+        ("hopguard-full-ES256", "hopguard full pipeline, ES256, repeated token"),
+    ];
+    let _ = writeln!(md, "\n## Floors\n");
+    let _ = writeln!(
+        md,
+        "What a proxy-wasm filter costs Envoy before it decides anything, against native `jwt_authn` \
+         (ES256, cache on: {:+.1} µs) and the no-filter throughput ({} req/s).\n",
+        native.added,
+        fmt_int(none.rps)
+    );
+    let _ = writeln!(
+        md,
+        "| filter | added CPU / req | / native cached added CPU | throughput / no filter |"
+    );
+    let _ = writeln!(md, "|---|--:|--:|--:|");
+    for (label, title) in rows {
+        if let Some(x) = s.get(label) {
+            let ratio = if native.added > 0.0 {
+                fmt_ratio(x.added / native.added)
+            } else {
+                "n/a".into()
+            };
+            let _ = writeln!(
+                md,
+                "| {title} | {:+.1} µs | {ratio} | {} |",
+                x.added,
+                fmt_ratio(x.rps / none.rps)
+            );
+        }
+    }
+    if let Some(floor) = s.get("wasm-token-floor") {
+        let below_native = floor.added > native.added;
+        let below_throughput = floor.rps / none.rps < 0.85;
+        let _ = writeln!(
+            md,
+            "\nThe token floor {} native's cached path and {} 0.85x of the no-filter throughput: {}",
+            if below_native {
+                "costs more than"
+            } else {
+                "costs no more than"
+            },
+            if below_throughput {
+                "serves less than"
+            } else {
+                "serves at least"
+            },
+            if below_native || below_throughput {
+                "in this run no proxy-wasm filter that reads and strips a bearer token could meet the \
+                 repeated-token or full-pipeline target, whatever it computes."
+            } else {
+                "the targets are within reach of a Wasm filter in this run."
+            }
+        );
+    }
+}
+
 struct Meta {
     wasm: PathBuf,
     wasm_bytes: u64,
@@ -1392,7 +1478,13 @@ fn report(ctx: &Ctx, suts: &[Sut], memory: &[MemoryResult], meta: &Meta) -> Stri
         let hit_rate = match (hits, misses) {
             (Some(h), Some(m)) if h + m > 0 => format!("{:.1}%", h as f64 * 100.0 / (h + m) as f64),
             _ if sut.config.tokens == Tokens::Absent => "no token".into(),
-            _ if matches!(sut.config.filter, Filter::None | Filter::Noop | Filter::HostCalls) => "".into(),
+            _ if matches!(
+                sut.config.filter,
+                Filter::None | Filter::Noop | Filter::TokenFloor | Filter::HostCalls
+            ) =>
+            {
+                "".into()
+            }
             _ if sut.config.filter == Filter::Native { cache: false } => "off".into(),
             _ => "not exported".into(),
         };
@@ -1508,6 +1600,8 @@ fn report(ctx: &Ctx, suts: &[Sut], memory: &[MemoryResult], meta: &Meta) -> Stri
             if added <= 16.0 * 1024.0 { "yes" } else { "**no**" }
         );
     }
+
+    floors(&mut md, &s);
 
     if !memory.is_empty() {
         let _ = writeln!(

@@ -2,9 +2,13 @@
 //! scripts/bench measures it next to hopguard, so hopguard's own per-request cost is the
 //! difference. wasm32 only; an empty program elsewhere.
 //!
-//! Two modes, chosen by the plugin configuration:
-//! - anything but `host-calls` (e.g. `{}`): nothing per request (a VM call per request and its
-//!   context bookkeeping);
+//! Three modes, chosen by the plugin configuration:
+//! - anything else (e.g. `{}`): nothing per request (a VM call per request and its context
+//!   bookkeeping);
+//! - `token-floor`: the least any Wasm filter that consumes a bearer token must do: read the
+//!   `authorization` header (one value, not the whole map) and remove it, as `jwt_authn` does by
+//!   default. Nothing is decided; set against native `jwt_authn` with its cache on, it shows what
+//!   a cached token costs a Wasm filter before any work of its own;
 //! - `host-calls`: the proxy-wasm host calls hopguard's shell makes for a request answered from
 //!   its verified-token cache, in the same order, and nothing else: read the request headers,
 //!   read the clock (proxy-wasm wall time and two monotonic readings), add to three counters,
@@ -23,7 +27,7 @@ mod filter {
     use std::rc::Rc;
 
     proxy_wasm::main! {{
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { calls: None }) });
+        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { mode: Mode::Nothing }) });
     }}
 
     /// Metric ids of the `host-calls` mode: three counters and a histogram.
@@ -32,8 +36,16 @@ mod filter {
         histogram: u32,
     }
 
+    /// What the filter does per request.
+    #[derive(Clone)]
+    enum Mode {
+        Nothing,
+        TokenFloor,
+        HostCalls(Rc<Calls>),
+    }
+
     struct Root {
-        calls: Option<Rc<Calls>>,
+        mode: Mode,
     }
 
     impl Context for Root {}
@@ -44,8 +56,13 @@ mod filter {
                 .ok()
                 .flatten()
                 .unwrap_or_default();
-            if config.trim_ascii() != b"host-calls" {
-                return true;
+            match config.trim_ascii() {
+                b"host-calls" => {}
+                b"token-floor" => {
+                    self.mode = Mode::TokenFloor;
+                    return true;
+                }
+                _ => return true,
             }
             let define = |kind, name: &str| hostcalls::define_metric(kind, name).ok();
             let ids = (
@@ -55,7 +72,7 @@ mod filter {
                 define(MetricType::Histogram, "noop.duration_us"),
             );
             if let (Some(a), Some(b), Some(c), Some(h)) = ids {
-                self.calls = Some(Rc::new(Calls {
+                self.mode = Mode::HostCalls(Rc::new(Calls {
                     counters: [a, b, c],
                     histogram: h,
                 }));
@@ -65,7 +82,7 @@ mod filter {
 
         fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
             Some(Box::new(Noop {
-                calls: self.calls.clone(),
+                mode: self.mode.clone(),
             }))
         }
 
@@ -75,15 +92,21 @@ mod filter {
     }
 
     struct Noop {
-        calls: Option<Rc<Calls>>,
+        mode: Mode,
     }
 
     impl Context for Noop {}
 
     impl HttpContext for Noop {
         fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-            let Some(calls) = &self.calls else {
-                return Action::Continue;
+            let calls = match &self.mode {
+                Mode::Nothing => return Action::Continue,
+                Mode::TokenFloor => {
+                    black_box(hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "authorization").ok());
+                    let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, "authorization", None);
+                    return Action::Continue;
+                }
+                Mode::HostCalls(calls) => calls,
             };
             let started = std::time::Instant::now();
             black_box(
