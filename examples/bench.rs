@@ -183,6 +183,7 @@ fn parse_options() -> Options {
 
 fn die(msg: &str) -> ! {
     eprintln!("bench: {msg}");
+    support::envoy::kill_live();
     std::process::exit(2);
 }
 
@@ -1764,6 +1765,13 @@ fn utc_now() -> String {
 }
 
 fn main() {
+    // Built in release (panic=abort): no Drop runs on a panic, so the Envoys started so far would
+    // outlive the run and skew the next one.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        support::envoy::kill_live();
+    }));
     let o = parse_options();
     let started = Instant::now();
     let root = support::envoy::repo_root();

@@ -24,6 +24,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::http;
@@ -275,6 +276,9 @@ impl Envoy {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", envoy_bin().display()));
 
+        if let Ok(mut live) = LIVE.lock() {
+            live.push(child.id());
+        }
         let mut envoy = Envoy {
             child,
             dir,
@@ -369,6 +373,10 @@ impl Envoy {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
+        let pid = self.child.id();
+        if let Ok(mut live) = LIVE.lock() {
+            live.retain(|p| *p != pid);
+        }
     }
 
     /// The port of listener `name`; panics (listing the known ones) if there is none.
@@ -573,6 +581,27 @@ impl Envoy {
         let path = dir.path().join("envoy.yaml");
         fs::write(&path, yaml).expect("write yaml to validate");
         Envoy::validate(&path)
+    }
+}
+
+/// Process ids of the Envoys started and not yet killed: Drop does not run when a release-built
+/// driver (scripts/bench, panic=abort) panics or exits, so its panic hook kills these instead.
+static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// SIGKILLs every Envoy this process started that is still running. For panic hooks and exits
+/// that skip Drop; a no-op when there are none.
+#[allow(dead_code)]
+pub fn kill_live() {
+    let pids: Vec<u32> = match LIVE.lock() {
+        Ok(mut live) => std::mem::take(&mut *live),
+        Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+    };
+    if !pids.is_empty() {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .args(pids.iter().map(u32::to_string))
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
