@@ -1333,7 +1333,20 @@ fn summarize(suts: &[Sut]) -> BTreeMap<String, Summary> {
 /// path and the no-filter throughput: the bounds under the repeated-token and full-pipeline
 /// targets.
 fn floors(md: &mut String, s: &BTreeMap<String, Summary>) {
-    let (Some(none), Some(native)) = (s.get("none"), s.get("native-ES256-cached")) else {
+    let Some(none) = s.get("none") else {
+        return;
+    };
+    // The most native's cached path added for any algorithm: the floor is judged against the
+    // easiest of the three repeated-token targets.
+    let Some((native_label, native)) = ALGS
+        .iter()
+        .filter_map(|alg| {
+            let label = format!("native-{alg}-cached");
+            s.get(&label).map(|x| (label, x))
+        })
+        .filter(|(_, x)| x.added.is_finite())
+        .max_by(|a, b| a.1.added.total_cmp(&b.1.added))
+    else {
         return;
     };
     let rows = [
@@ -1346,8 +1359,9 @@ fn floors(md: &mut String, s: &BTreeMap<String, Summary>) {
     let _ = writeln!(md, "\n## Floors\n");
     let _ = writeln!(
         md,
-        "What a proxy-wasm filter costs Envoy before it decides anything, against native `jwt_authn` \
-         (ES256, cache on: {:+.1} µs) and the no-filter throughput ({} req/s).\n",
+        "What a proxy-wasm filter costs Envoy before it decides anything, against native `jwt_authn` with \
+         its cache on (the most it added for any algorithm: {native_label}, {:+.1} µs) and the no-filter \
+         throughput ({} req/s).\n",
         native.added,
         fmt_int(none.rps)
     );
@@ -1372,26 +1386,29 @@ fn floors(md: &mut String, s: &BTreeMap<String, Summary>) {
         }
     }
     if let Some(floor) = s.get("wasm-token-floor") {
-        let below_native = floor.added > native.added;
-        let below_throughput = floor.rps / none.rps < 0.85;
+        let over_native = floor.added > native.added;
+        let ratio = floor.rps / none.rps;
         let _ = writeln!(
             md,
-            "\nThe token floor {} native's cached path and {} 0.85x of the no-filter throughput: {}",
-            if below_native {
-                "costs more than"
+            "\n- Repeated tokens: the token floor adds {:+.1} µs, {} native's cached path ({:+.1} µs){}",
+            floor.added,
+            if over_native { "more than" } else { "no more than" },
+            native.added,
+            if over_native {
+                ": in this run no proxy-wasm filter that reads and strips a bearer token could meet the \
+                 target, whatever it computes."
             } else {
-                "costs no more than"
-            },
-            if below_throughput {
-                "serves less than"
+                "."
+            }
+        );
+        let _ = writeln!(
+            md,
+            "- Full pipeline: the token floor serves {} of the no-filter throughput{}",
+            fmt_ratio(ratio),
+            if ratio < 0.85 {
+                ", below 0.85x before any work of its own: out of reach of any Wasm token filter in this run."
             } else {
-                "serves at least"
-            },
-            if below_native || below_throughput {
-                "in this run no proxy-wasm filter that reads and strips a bearer token could meet the \
-                 repeated-token or full-pipeline target, whatever it computes."
-            } else {
-                "the targets are within reach of a Wasm filter in this run."
+                ", which leaves the rest of the 0.85x target for the filter's own work."
             }
         );
     }
