@@ -162,6 +162,24 @@ fn invert(z: &Tight) -> Tight {
     mul_t(&pow2k(&z_250_0, 5), &z11)
 }
 
+/// `p = 2^255 - 19` as eight little-endian 32-bit limbs.
+const P: [u32; 8] = mp::from_hex("7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffed");
+
+/// `z^-1` by binary extended Euclid on the canonical value: variable time, so for public
+/// values only, and faster than [`invert`]'s 265 field operations. `invert`'s answer for 0.
+fn invert_vartime(z: &Tight) -> Tight {
+    match mp::inv_vartime(&limbs(&to_bytes(z)), &P) {
+        Some(inv) => {
+            let mut b = [0u8; 32];
+            for (chunk, limb) in b.chunks_exact_mut(4).zip(inv) {
+                chunk.copy_from_slice(&limb.to_le_bytes());
+            }
+            from_bytes(&b)
+        }
+        None => invert(z),
+    }
+}
+
 /// `z^((p-5)/8) = z^(2^252 - 3)`.
 fn pow_p58(z: &Tight) -> Tight {
     let (z_250_0, _) = pow_2_250_minus_1(z);
@@ -240,7 +258,8 @@ impl Ext {
     fn double(&self) -> Ext {
         let xx = sq_t(&self.x);
         let yy = sq_t(&self.y);
-        let zz2 = carry(&add(&sq_t(&self.z), &sq_t(&self.z)));
+        let zz = sq_t(&self.z);
+        let zz2 = carry(&add(&zz, &zz));
         let xy_sq = sq(&add(&self.x, &self.y));
         let yy_plus_xx = carry(&add(&yy, &xx));
         let yy_minus_xx = carry(&sub(&yy, &xx));
@@ -285,9 +304,10 @@ impl Ext {
         Ext::from_completed(&e, &h, &g, &f)
     }
 
-    /// The 32-byte encoding: `y` with the sign of `x` in bit 255 (RFC 8032 5.1.2).
+    /// The 32-byte encoding: `y` with the sign of `x` in bit 255 (RFC 8032 5.1.2). Points
+    /// here are public (keys, signatures, tables), so `1/z` is taken in variable time.
     fn compress(&self) -> [u8; 32] {
-        let zinv = invert(&self.z);
+        let zinv = invert_vartime(&self.z);
         let x = mul_t(&self.x, &zinv);
         let mut out = to_bytes(&mul_t(&self.y, &zinv));
         if let Some(top) = out.last_mut() {
@@ -594,6 +614,32 @@ mod tests {
             chunk.copy_from_slice(&limb.to_le_bytes());
         }
         out
+    }
+
+    #[test]
+    fn the_variable_time_inverse_is_fermats() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(19);
+        let mut values: Vec<[u8; 32]> = vec![[0; 32], le_bytes(&P), le_bytes(&[1, 0, 0, 0, 0, 0, 0, 0])];
+        let mut p_minus_1 = le_bytes(&P);
+        p_minus_1[0] -= 1;
+        values.push(p_minus_1);
+        // Values in [p, 2^255) stand for their residue.
+        let mut p_plus_3 = le_bytes(&P);
+        p_plus_3[0] += 3;
+        values.push(p_plus_3);
+        for _ in 0..2_000 {
+            let mut b = [0u8; 32];
+            rng.fill(&mut b[..]);
+            values.push(b);
+        }
+        for b in values {
+            let z = from_bytes(&b);
+            let inv = invert_vartime(&z);
+            assert_eq!(to_bytes(&inv), to_bytes(&invert(&z)), "{}", hex(&b));
+            if !eq(&z, &small(0)) {
+                assert!(eq(&mul_t(&z, &inv), &small(1)), "{}", hex(&b));
+            }
+        }
     }
 
     #[test]
