@@ -26,7 +26,8 @@
 //! 40 us against 45 us with 6 pieces and a window of 7; a window of 6 for `A` gained nothing
 //! and doubled the key's table.
 
-use crate::ecdsa::{mp, wnaf};
+use crate::ecdsa::wnaf;
+use crate::mp;
 use fiat_crypto::curve25519_32 as fiat;
 use sha2::{Digest, Sha512};
 use std::sync::{Arc, OnceLock};

@@ -25,6 +25,7 @@ pub mod jwks;
 pub mod key;
 pub mod leakguard;
 pub mod matcher;
+pub(crate) mod mp;
 pub mod path_template;
 pub mod policy;
 pub mod reason;
