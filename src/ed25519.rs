@@ -170,13 +170,7 @@ const P: [u32; 8] = mp::from_hex("7fffffffffffffffffffffffffffffffffffffffffffff
 /// values only, and faster than [`invert`]'s 265 field operations. `invert`'s answer for 0.
 fn invert_vartime(z: &Tight) -> Tight {
     match mp::inv_vartime(&limbs(&to_bytes(z)), &P) {
-        Some(inv) => {
-            let mut b = [0u8; 32];
-            for (chunk, limb) in b.chunks_exact_mut(4).zip(inv) {
-                chunk.copy_from_slice(&limb.to_le_bytes());
-            }
-            from_bytes(&b)
-        }
+        Some(inv) => from_bytes(&le_bytes(&inv)),
         None => invert(z),
     }
 }
@@ -438,6 +432,15 @@ fn limbs(b: &[u8; 32]) -> [u32; 8] {
     out
 }
 
+/// Eight little-endian 32-bit limbs as 32 little-endian bytes: the inverse of [`limbs`].
+fn le_bytes(l: &[u32; 8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (chunk, limb) in out.chunks_exact_mut(4).zip(l) {
+        chunk.copy_from_slice(&limb.to_le_bytes());
+    }
+    out
+}
+
 /// An Ed25519 public key: with its precomputed table, or (for a key that verifies one
 /// signature, a DPoP proof's) with the odd multiples of `A` alone.
 #[derive(Clone)]
@@ -608,14 +611,6 @@ mod tests {
     use curve25519_dalek::constants::ED25519_BASEPOINT_COMPRESSED;
     use curve25519_dalek::Scalar;
     use rand::{Rng, SeedableRng};
-
-    fn le_bytes(l: &[u32; 8]) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        for (chunk, limb) in out.chunks_exact_mut(4).zip(l) {
-            chunk.copy_from_slice(&limb.to_le_bytes());
-        }
-        out
-    }
 
     #[test]
     fn the_variable_time_inverse_is_fermats() {
